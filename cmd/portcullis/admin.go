@@ -1,0 +1,211 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portcullis/portcullis/internal/adminapi"
+	"github.com/portcullis/portcullis/internal/datadir"
+)
+
+// adminFlags locate the running server and the admin key.
+type adminFlags struct {
+	server string
+}
+
+func (af *adminFlags) register(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&af.server, "server", "",
+		"gateway base URL (default $PORTCULLIS_SERVER, else http://<listen> from the config)")
+}
+
+// client returns an admin API client: server from --server,
+// PORTCULLIS_SERVER or the configured listen address; key from
+// PORTCULLIS_ADMIN_KEY or <data-dir>/admin.key.
+func (af *adminFlags) client(g *globalFlags) (*adminapi.Client, error) {
+	cfg, err := loadConfig(g)
+	if err != nil {
+		return nil, err
+	}
+	base := af.server
+	if base == "" {
+		base = os.Getenv("PORTCULLIS_SERVER")
+	}
+	if base == "" {
+		if strings.HasSuffix(cfg.Listen, ":0") {
+			return nil, errors.New("the configured listen port is 0; pass --server URL")
+		}
+		base = "http://" + cfg.Listen
+	}
+	key := strings.TrimSpace(os.Getenv("PORTCULLIS_ADMIN_KEY"))
+	if key == "" {
+		path := filepath.Join(cfg.DataDir, datadir.AdminKeyFile)
+		b, err := datadir.ReadPrivate(path)
+		if err != nil {
+			return nil, fmt.Errorf("no admin key: set PORTCULLIS_ADMIN_KEY or create %s by starting `portcullis serve` once (%w)", path, err)
+		}
+		key = strings.TrimSpace(string(b))
+	}
+	return &adminapi.Client{BaseURL: base, Key: key}, nil
+}
+
+func newKeyCmd(g *globalFlags) *cobra.Command {
+	af := &adminFlags{}
+	cmd := &cobra.Command{Use: "key", Short: "Create, list and revoke API keys (through the admin API)"}
+	af.register(cmd)
+
+	var user, role, expires string
+	var asJSON bool
+	create := &cobra.Command{
+		Use:   "create --user NAME --role ROLE",
+		Short: "Create an API key and print it once (creates the user if needed)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if user == "" || role == "" {
+				return errors.New("--user and --role are required")
+			}
+			c, err := af.client(g)
+			if err != nil {
+				return err
+			}
+			k, err := c.CreateKey(cmd.Context(), adminapi.CreateKeyRequest{User: user, Role: role, ExpiresIn: expires})
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return json.NewEncoder(out).Encode(k)
+			}
+			fmt.Fprintf(out, "API key for %s (role %s) — shown once, store it now:\n\n  %s\n\nid: %s\n", k.User, strings.Join(k.Roles, ","), k.Key, k.ID)
+			if k.ExpiresAt != nil {
+				fmt.Fprintf(out, "expires: %s\n", k.ExpiresAt.Format(time.RFC3339))
+			}
+			return nil
+		},
+	}
+	create.Flags().StringVar(&user, "user", "", "user name (created if it does not exist)")
+	create.Flags().StringVar(&role, "role", "", "role for the key: guest, developer or admin")
+	create.Flags().StringVar(&expires, "expires", "", "lifetime such as 720h (default: no expiry)")
+	create.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+
+	var listJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List API keys (never their secret)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := af.client(g)
+			if err != nil {
+				return err
+			}
+			keys, err := c.ListKeys(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if listJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(keys)
+			}
+			return printKeys(cmd.OutOrStdout(), keys)
+		},
+	}
+	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
+
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke an API key by id (key_...)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := af.client(g)
+			if err != nil {
+				return err
+			}
+			k, err := c.RevokeKey(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s (user %s)\n", k.ID, k.User)
+			return nil
+		},
+	}
+	cmd.AddCommand(create, list, revoke)
+	return cmd
+}
+
+func printKeys(w io.Writer, keys []adminapi.KeyView) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tUSER\tROLES\tPREFIX\tCREATED\tEXPIRES\tSTATUS")
+	for _, k := range keys {
+		exp, status := "-", "active"
+		if k.ExpiresAt != nil {
+			exp = k.ExpiresAt.Format(time.RFC3339)
+			if time.Now().After(*k.ExpiresAt) {
+				status = "expired"
+			}
+		}
+		if k.RevokedAt != nil {
+			status = "revoked"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s…\t%s\t%s\t%s\n", k.ID, k.User, strings.Join(k.Roles, ","), k.Prefix,
+			k.CreatedAt.Format(time.RFC3339), exp, status)
+	}
+	return tw.Flush()
+}
+
+func newAuditCmd(g *globalFlags) *cobra.Command {
+	af := &adminFlags{}
+	cmd := &cobra.Command{Use: "audit", Short: "Query the audit log (through the admin API)"}
+	af.register(cmd)
+	f := map[string]*string{}
+	query := &cobra.Command{
+		Use:   "query",
+		Short: "Print audit events as JSON lines, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := af.client(g)
+			if err != nil {
+				return err
+			}
+			v := url.Values{}
+			for k, p := range f {
+				if *p != "" {
+					v.Set(k, *p)
+				}
+			}
+			events, err := c.QueryAudit(cmd.Context(), v)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			for _, e := range events {
+				if err := enc.Encode(e); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	for _, fl := range []struct{ name, param, help string }{
+		{"user", "user", "principal (user name)"},
+		{"tool", "tool", "tool name"},
+		{"status", "status", "status: started, ok, error, refused"},
+		{"type", "type", "event type, e.g. tool.call.end"},
+		{"request-id", "request_id", "request id"},
+		{"since", "since", "RFC 3339 time or duration ago (1h)"},
+		{"until", "until", "RFC 3339 time or duration ago"},
+		{"limit", "limit", "maximum events (default 100)"},
+		{"before", "before", "only events with sequence below this (paging)"},
+	} {
+		f[fl.param] = query.Flags().String(fl.name, "", fl.help)
+	}
+	cmd.AddCommand(query)
+	return cmd
+}

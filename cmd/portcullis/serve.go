@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portcullis/portcullis/internal/adminapi"
+	"github.com/portcullis/portcullis/internal/app"
+	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/config"
+	"github.com/portcullis/portcullis/internal/mcpserver"
+	"github.com/portcullis/portcullis/internal/server"
+)
+
+func newServeCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gateway (MCP over Streamable HTTP at /mcp, admin API at /admin/v1)",
+		Long: `Run the gateway. With no flags and no config it uses embedded defaults:
+listen 127.0.0.1:8420, data dir ./portcullis-data (created with mode 0700),
+workspace ./workspace. On first start it creates an admin API key, writes it
+to <data-dir>/admin.key (mode 0600) and prints it once.
+
+SIGINT or SIGTERM shuts down gracefully: in-flight calls finish or are
+cancelled after http.shutdown_timeout, the audit log is flushed, exit 0.
+
+Environment variables (each overrides the config key shown):
+` + envHelp(),
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(g)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg)
+		},
+	}
+	cmd.Flags().StringVar(&g.listen, "listen", "", "listen address host:port (default 127.0.0.1:8420; port 0 picks a free port)")
+	cmd.Flags().StringVar(&g.workspace, "workspace", "", "workspace directory the file tools are confined to (default ./workspace)")
+	return cmd
+}
+
+func serve(parent context.Context, cfg *config.Config) error {
+	log := newLogger(cfg, os.Stderr)
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	a, err := app.Open(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	closeApp := func() {
+		cctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
+		defer cancel()
+		if err := a.Close(cctx); err != nil {
+			log.Error("close", "err", err)
+		}
+	}
+	key, keyPath, created, err := a.EnsureAdminKey(ctx)
+	if err != nil {
+		closeApp()
+		return err
+	}
+	mcpSrv, err := a.MCPServer(mcpserver.HTTPIdentity)
+	if err != nil {
+		closeApp()
+		return err
+	}
+	admin, err := adminapi.New(adminapi.Deps{Store: a.Store, Authn: a.Authn, Policy: a.Policy, Audit: a.Audit,
+		Logger: log.With("component", "admin"), RequestMeta: server.RequestMeta})
+	if err != nil {
+		closeApp()
+		return err
+	}
+	srv, err := server.New(server.Config{
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, SessionTimeout: cfg.MCP.SessionTimeout, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+	}, server.Deps{Authn: a.Authn, MCP: mcpSrv, Admin: admin, Audit: a.Audit, Ready: a.Ready, Logger: log})
+	if err != nil {
+		closeApp()
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		closeApp()
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if !isLoopback(ln.Addr()) {
+		log.Warn("listening on a non-loopback address without TLS: API keys cross the network in clear", "addr", ln.Addr().String())
+	}
+	_ = a.Audit.Emit(ctx, &audit.Event{Type: audit.ServerStart, Principal: "system", Status: audit.StatusOK,
+		Detail: "listening on " + ln.Addr().String()})
+
+	out := os.Stdout
+	fmt.Fprintf(out, "Portcullis %s listening on http://%s/mcp\n", app.Version, ln.Addr())
+	fmt.Fprintf(out, "  data dir:  %s\n  workspace: %s\n", cfg.DataDir, cfg.Workspace)
+	if created {
+		fmt.Fprintf(out, "\nAdmin API key (shown once; also saved to %s, mode 0600):\n\n  %s\n\n", keyPath, key)
+	} else {
+		fmt.Fprintf(out, "  admin key: %s\n", keyPath)
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err = <-serveErr:
+		log.Error("server stopped", "err", err)
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.HTTP.ShutdownTimeout)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	if gerr := a.Gateway.Shutdown(sctx); gerr != nil {
+		log.Warn("in-flight calls cancelled at shutdown deadline")
+	}
+	if herr := srv.Shutdown(sctx); herr != nil && !errors.Is(herr, context.DeadlineExceeded) {
+		log.Warn("http shutdown", "err", herr)
+	}
+	_ = a.Audit.Emit(context.Background(), &audit.Event{Type: audit.ServerStop, Principal: "system", Status: audit.StatusOK})
+	closeApp()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "Portcullis stopped.")
+	return nil
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}

@@ -1,0 +1,182 @@
+// Package app assembles a gateway from a validated Config: data directory,
+// store, secrets, audit writer, policy, tools and the MCP server. The
+// commands (serve, stdio) only add a transport.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/authn"
+	"github.com/portcullis/portcullis/internal/config"
+	"github.com/portcullis/portcullis/internal/datadir"
+	"github.com/portcullis/portcullis/internal/gateway"
+	"github.com/portcullis/portcullis/internal/mcpserver"
+	"github.com/portcullis/portcullis/internal/policy"
+	"github.com/portcullis/portcullis/internal/sandbox"
+	"github.com/portcullis/portcullis/internal/sandbox/native"
+	"github.com/portcullis/portcullis/internal/store"
+	"github.com/portcullis/portcullis/internal/store/sqlite"
+	"github.com/portcullis/portcullis/internal/tools/files"
+	"github.com/portcullis/portcullis/internal/tools/python"
+)
+
+// Version is the gateway version reported to MCP clients.
+var Version = "0.1.0-dev"
+
+// App is an assembled gateway.
+type App struct {
+	Config    *config.Config
+	Log       *slog.Logger
+	Store     store.Store
+	Audit     *audit.Writer
+	Redactor  *audit.Redactor
+	Authn     *authn.Authenticator
+	Policy    *policy.Engine
+	Gateway   *gateway.Gateway
+	workspace *files.Workspace
+}
+
+// Open builds the gateway. cfg must be validated. On error everything
+// opened so far is closed.
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err error) {
+	a = &App{Config: cfg, Log: log}
+	defer func() {
+		if err != nil {
+			a.Close(context.Background())
+			a = nil
+		}
+	}()
+	if err := datadir.Ensure(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	serverSecret, _, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.ServerSecret, authn.SecretSize)
+	if err != nil {
+		return nil, err
+	}
+	auditKey, _, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.AuditKey, 32)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sqlite.Open(ctx, cfg.DataDir+"/"+datadir.DatabaseFile, sqlite.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	a.Store = db
+	if a.Redactor, err = audit.NewRedactor(auditKey); err != nil {
+		return nil, err
+	}
+	if a.Audit, err = audit.NewWriter(audit.Config{
+		CommitTimeout: cfg.Audit.CommitTimeout, QueueSize: cfg.Audit.QueueSize, MaxBatch: cfg.Audit.MaxBatch,
+	}, db, nil, log.With("component", "audit")); err != nil {
+		return nil, err
+	}
+	if a.Authn, err = authn.New(serverSecret, db, nil); err != nil {
+		return nil, err
+	}
+	grants, err := db.Grants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if a.Policy, err = policy.New(grants); err != nil {
+		return nil, err
+	}
+	if a.Gateway, err = gateway.New(gateway.Config{CallTimeout: cfg.MCP.CallTimeout}, gateway.Deps{
+		Policy: a.Policy, Audit: a.Audit, Redactor: a.Redactor, Logger: log.With("component", "gateway"),
+	}); err != nil {
+		return nil, err
+	}
+	if err := a.registerTools(ctx); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) registerTools(ctx context.Context) error {
+	cfg := a.Config
+	if err := os.MkdirAll(cfg.Workspace, 0o750); err != nil {
+		return fmt.Errorf("workspace: %w", err)
+	}
+	ws, err := files.New(files.Config{
+		Root: cfg.Workspace, ReadOnly: cfg.Files.ReadOnly,
+		MaxReadBytes: cfg.Files.MaxReadBytes, MaxWriteBytes: cfg.Files.MaxWriteBytes,
+	})
+	if err != nil {
+		return err
+	}
+	a.workspace = ws
+	for _, t := range ws.Tools() {
+		if err := a.Gateway.Register(t); err != nil {
+			return err
+		}
+	}
+	py, err := a.pythonTool(ctx)
+	if err != nil {
+		// Fail closed: without the sandbox the tool is not offered at all.
+		a.Log.Warn("execute_python is NOT available: "+err.Error(), "hint", "run as root on Linux with python3 installed; see `portcullis doctor`")
+		return nil
+	}
+	return a.Gateway.Register(py)
+}
+
+func (a *App) pythonTool(ctx context.Context) (*python.Tool, error) {
+	cfg := a.Config
+	in, err := python.Detect(ctx, cfg.Python.Interpreter)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := native.New(native.Config{ReadOnlyPaths: cfg.Sandbox.ReadOnlyPaths, DefaultTmpSize: cfg.Sandbox.TmpSizeBytes},
+		a.Log.With("component", "sandbox"))
+	if err != nil {
+		return nil, err
+	}
+	return python.New(python.Config{
+		Interpreter:    in,
+		Timeout:        cfg.Python.Timeout,
+		MaxTimeout:     cfg.Python.MaxTimeout,
+		MaxOutputBytes: cfg.Python.MaxOutputBytes,
+		MaxCodeBytes:   cfg.Python.MaxCodeBytes,
+		Level:          sandbox.LevelMaximum,
+		Limits:         sandbox.Limits{CPUTime: 30 * time.Second, FileSizeBytes: 64 << 20, OpenFiles: 256},
+	}, rt)
+}
+
+// MCPServer returns an MCP server for this gateway with the given way of
+// identifying callers.
+func (a *App) MCPServer(identify func(mcp.Request) (mcpserver.Identity, bool)) (*mcp.Server, error) {
+	return mcpserver.New(mcpserver.Options{
+		Gateway: a.Gateway, Identify: identify, Audit: a.Audit, Sessions: a.Store,
+		Logger: a.Log.With("component", "mcp"), Version: Version,
+	})
+}
+
+// Ready reports whether the gateway can serve: the store answers and the
+// audit writer is healthy (no call may run unaudited).
+func (a *App) Ready(ctx context.Context) error {
+	if !a.Audit.Healthy() {
+		return errors.New("audit writer unhealthy")
+	}
+	return a.Store.Ping(ctx)
+}
+
+// Close drains the audit writer and closes the store.
+func (a *App) Close(ctx context.Context) error {
+	var errs []error
+	if a.Audit != nil {
+		errs = append(errs, a.Audit.Close(ctx))
+	}
+	if a.workspace != nil {
+		errs = append(errs, a.workspace.Close())
+	}
+	if a.Store != nil {
+		errs = append(errs, a.Store.Close())
+	}
+	return errors.Join(errs...)
+}

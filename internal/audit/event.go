@@ -1,0 +1,109 @@
+// Package audit records what happened, durably and before it matters: typed
+// events with stable dotted names, a group-commit writer that acknowledges a
+// record only once its transaction has committed, and redaction of
+// sensitive argument values with a keyed HMAC (Vault's hashstructure idea).
+//
+// Rule (Vault, audit/broker.go): no tool runs unless its tool.call.start
+// record is durable. Emit returns ErrUnavailable when the backend cannot
+// commit within the configured bound; callers refuse the call.
+package audit
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/portcullis/portcullis/internal/reason"
+)
+
+// Type is a stable dotted event name. Types are public contract: they are
+// catalogued in docs/audit-events.md and a test fails on undocumented ones.
+type Type string
+
+// Event types.
+const (
+	ToolCallStart   Type = "tool.call.start"   // a tool is about to run; durable before it does
+	ToolCallEnd     Type = "tool.call.end"     // a tool finished (ok, error, timeout, cancelled)
+	ToolCallRefused Type = "tool.call.refused" // refused before running: unknown tool, bad arguments
+	PolicyDeny      Type = "policy.deny"       // authorization refused a tools/call
+	AuthFailure     Type = "auth.failure"      // missing, malformed, unknown, revoked or expired credential
+	RequestInvalid  Type = "mcp.request.invalid"
+	AdminKeyCreate  Type = "admin.key.create"
+	AdminKeyRevoke  Type = "admin.key.revoke"
+	AdminUserCreate Type = "admin.user.create"
+	AdminUserGrant  Type = "admin.user.role_grant"
+	AdminDenied     Type = "admin.denied" // a non-admin principal called the admin API
+	ServerStart     Type = "server.start"
+	ServerStop      Type = "server.stop"
+	SessionCreate   Type = "mcp.session.create"
+)
+
+// Types lists every event type Portcullis emits.
+var Types = []Type{
+	ToolCallStart, ToolCallEnd, ToolCallRefused, PolicyDeny, AuthFailure,
+	RequestInvalid, AdminKeyCreate, AdminKeyRevoke, AdminUserCreate,
+	AdminUserGrant, AdminDenied, ServerStart, ServerStop, SessionCreate,
+}
+
+// Status values of an event.
+const (
+	StatusStarted = "started"
+	StatusOK      = "ok"
+	StatusError   = "error"
+	StatusRefused = "refused"
+)
+
+// Decision values of an event.
+const (
+	DecisionAllow = "allow"
+	DecisionDeny  = "deny"
+)
+
+// Event is one audit record. Fields that do not apply are empty.
+// Args holds the redacted arguments (sensitive values replaced by
+// "hmac-sha256:<hex>" digests); ArgsDigest and ResultDigest are keyed
+// HMAC-SHA256 digests (hex) of the canonical JSON of the full values.
+type Event struct {
+	Seq          int64           `json:"seq"`
+	ID           string          `json:"id"`
+	Time         time.Time       `json:"time"`
+	Type         Type            `json:"type"`
+	Principal    string          `json:"principal,omitempty"`
+	Roles        []string        `json:"roles,omitempty"`
+	Session      string          `json:"session,omitempty"`
+	RequestID    string          `json:"request_id,omitempty"`
+	RemoteAddr   string          `json:"remote_addr,omitempty"`
+	Tool         string          `json:"tool,omitempty"`
+	Server       string          `json:"server,omitempty"`
+	ArgsDigest   string          `json:"args_digest,omitempty"`
+	Args         json.RawMessage `json:"args,omitempty"`
+	Decision     string          `json:"decision,omitempty"`
+	Reason       reason.Code     `json:"reason,omitempty"`
+	Status       string          `json:"status,omitempty"`
+	Duration     time.Duration   `json:"duration_ns,omitempty"`
+	ResultDigest string          `json:"result_digest,omitempty"`
+	// Error is the generic message the client saw, if any.
+	Error string `json:"error,omitempty"`
+	// Detail is for operators only: which rule matched, the internal cause.
+	Detail string `json:"detail,omitempty"`
+}
+
+// Query selects events. Zero fields do not filter. Results are ordered by
+// sequence, newest first, and capped at Limit (default 100, max 10000).
+type Query struct {
+	Principal string
+	Tool      string
+	Type      Type
+	Status    string
+	RequestID string
+	Since     time.Time
+	Until     time.Time
+	// BeforeSeq pages backwards: only events with Seq < BeforeSeq.
+	BeforeSeq int64
+	Limit     int
+}
+
+// Query limits.
+const (
+	DefaultQueryLimit = 100
+	MaxQueryLimit     = 10000
+)

@@ -1,0 +1,222 @@
+package audit
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// Errors returned by Emit.
+var (
+	// ErrUnavailable means the record could not be made durable within the
+	// commit bound. The caller must refuse the action it was recording.
+	ErrUnavailable = errors.New("audit unavailable")
+	// ErrClosed means the writer has been closed.
+	ErrClosed = errors.New("audit writer closed")
+)
+
+// Backend persists audit events. AppendAudit must commit all events in one
+// transaction (all or nothing), assign each event's Seq, and return only
+// once the transaction is durable.
+type Backend interface {
+	AppendAudit(ctx context.Context, events []*Event) error
+}
+
+// Config configures a Writer.
+type Config struct {
+	// CommitTimeout bounds Emit from enqueue to durable commit.
+	CommitTimeout time.Duration
+	// QueueSize bounds events waiting for the writer; a full queue makes
+	// Emit wait (backpressure), never drop.
+	QueueSize int
+	// MaxBatch caps the events committed in one transaction.
+	MaxBatch int
+}
+
+// Writer is the single audit writer: it batches concurrently emitted events
+// into one transaction (group commit) and acknowledges each event only
+// after its transaction committed. Safe for concurrent use.
+type Writer struct {
+	cfg     Config
+	backend Backend
+	now     func() time.Time
+	log     *slog.Logger
+
+	queue   chan *pending
+	stop    chan struct{}
+	stopped chan struct{}
+	closing atomic.Bool
+	healthy atomic.Bool
+}
+
+type pending struct {
+	ev   *Event
+	done chan struct{}
+	err  error
+}
+
+// NewWriter starts a writer over backend. now is the clock (time.Now if nil).
+func NewWriter(cfg Config, backend Backend, now func() time.Time, log *slog.Logger) (*Writer, error) {
+	if backend == nil {
+		return nil, errors.New("audit: nil backend")
+	}
+	if log == nil {
+		return nil, errors.New("audit: nil logger")
+	}
+	if cfg.CommitTimeout <= 0 || cfg.QueueSize <= 0 || cfg.MaxBatch <= 0 {
+		return nil, fmt.Errorf("audit: invalid config %+v", cfg)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	w := &Writer{
+		cfg:     cfg,
+		backend: backend,
+		now:     now,
+		log:     log,
+		queue:   make(chan *pending, cfg.QueueSize),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	w.healthy.Store(true)
+	go w.run()
+	return w, nil
+}
+
+// NewID returns a random event id "evt_<26 base32 chars>".
+func NewID() string { return "evt_" + rand.Text() }
+
+// Emit records e durably. It fills e.ID and e.Time when empty and sets
+// e.Seq. It returns nil only after the event's transaction committed;
+// otherwise ErrUnavailable (bound exceeded or backend error) or ErrClosed.
+// Cancellation of ctx does not drop the record: the wait is bounded by the
+// writer's CommitTimeout alone (STYLE §6), so a client hanging up cannot
+// cancel its own audit trail.
+func (w *Writer) Emit(ctx context.Context, e *Event) error {
+	_ = ctx // deliberately not used for cancellation; see doc comment
+	if w.closing.Load() {
+		return ErrClosed
+	}
+	if e.ID == "" {
+		e.ID = NewID()
+	}
+	if e.Time.IsZero() {
+		e.Time = w.now().UTC()
+	}
+	p := &pending{ev: e, done: make(chan struct{})}
+	timer := time.NewTimer(w.cfg.CommitTimeout)
+	defer timer.Stop()
+	select {
+	case w.queue <- p:
+	case <-w.stopped:
+		return ErrClosed
+	case <-timer.C:
+		w.healthy.Store(false)
+		return fmt.Errorf("%w: queue full for %s", ErrUnavailable, w.cfg.CommitTimeout)
+	}
+	select {
+	case <-p.done:
+		if p.err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, p.err)
+		}
+		return nil
+	case <-w.stopped:
+		select {
+		case <-p.done:
+			if p.err != nil {
+				return fmt.Errorf("%w: %w", ErrUnavailable, p.err)
+			}
+			return nil
+		default:
+			return ErrClosed
+		}
+	case <-timer.C:
+		w.healthy.Store(false)
+		return fmt.Errorf("%w: commit took longer than %s", ErrUnavailable, w.cfg.CommitTimeout)
+	}
+}
+
+// Healthy reports whether the last commit succeeded and no Emit has timed
+// out since. /readyz reports not ready while it is false.
+func (w *Writer) Healthy() bool { return w.healthy.Load() && !w.closing.Load() }
+
+// Close stops accepting events, commits everything already queued and
+// stops the writer. It returns ctx.Err() if draining outlives ctx.
+func (w *Writer) Close(ctx context.Context) error {
+	if w.closing.Swap(true) {
+		<-w.stopped
+		return nil
+	}
+	close(w.stop)
+	select {
+	case <-w.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *Writer) run() {
+	defer close(w.stopped)
+	batch := make([]*pending, 0, w.cfg.MaxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case p := <-w.queue:
+			batch = append(batch, p)
+		case <-w.stop:
+			w.drain()
+			return
+		}
+		batch = w.fill(batch)
+		w.commit(batch)
+	}
+}
+
+// fill adds queued events to batch without waiting, up to MaxBatch.
+func (w *Writer) fill(batch []*pending) []*pending {
+	for len(batch) < w.cfg.MaxBatch {
+		select {
+		case p := <-w.queue:
+			batch = append(batch, p)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// drain commits everything still queued after stop.
+func (w *Writer) drain() {
+	for {
+		batch := w.fill(make([]*pending, 0, w.cfg.MaxBatch))
+		if len(batch) == 0 {
+			return
+		}
+		w.commit(batch)
+	}
+}
+
+func (w *Writer) commit(batch []*pending) {
+	events := make([]*Event, len(batch))
+	for i, p := range batch {
+		events[i] = p.ev
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.CommitTimeout)
+	err := w.backend.AppendAudit(ctx, events)
+	cancel()
+	if err != nil {
+		w.healthy.Store(false)
+		w.log.Error("audit commit failed", "events", len(batch), "err", err)
+	} else {
+		w.healthy.Store(true)
+	}
+	for _, p := range batch {
+		p.err = err
+		close(p.done)
+	}
+}

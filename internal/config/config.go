@@ -1,0 +1,296 @@
+// Package config holds Portcullis' typed configuration: embedded defaults,
+// a strict YAML file (an unknown key is an error naming the key), and
+// PORTCULLIS_* environment overrides for every key. Load never reads global
+// state other than what it is given; Validate rejects values that would
+// weaken security or cannot work, with an error naming the key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ErrInvalid is the category of every configuration error.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Mode selects defaults and how strictly missing mechanisms are treated.
+type Mode string
+
+// Modes.
+const (
+	ModeDevelopment Mode = "development"
+	ModeProduction  Mode = "production"
+)
+
+// Config is the whole gateway configuration. Field yaml tags are the file
+// keys; the environment variable for a key is PORTCULLIS_ followed by the
+// key path in upper case joined with '_' (listen → PORTCULLIS_LISTEN,
+// mcp.session_timeout → PORTCULLIS_MCP_SESSION_TIMEOUT).
+type Config struct {
+	// Mode is development (default) or production.
+	Mode Mode `yaml:"mode"`
+	// Listen is the HTTP listen address (host:port). Port 0 picks a free port.
+	Listen string `yaml:"listen"`
+	// DataDir holds the database, keys and secrets; created with mode 0700.
+	DataDir string `yaml:"data_dir"`
+	// Workspace is the directory the file tools are confined to.
+	Workspace string `yaml:"workspace"`
+
+	HTTP    HTTPConfig    `yaml:"http"`
+	MCP     MCPConfig     `yaml:"mcp"`
+	Stdio   StdioConfig   `yaml:"stdio"`
+	Files   FilesConfig   `yaml:"files"`
+	Python  PythonConfig  `yaml:"python"`
+	Sandbox SandboxConfig `yaml:"sandbox"`
+	Audit   AuditConfig   `yaml:"audit"`
+	Log     LogConfig     `yaml:"log"`
+}
+
+// HTTPConfig configures the HTTP listener.
+type HTTPConfig struct {
+	// MaxBodyBytes caps a request body; larger bodies get 413.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ShutdownTimeout bounds graceful shutdown: in-flight calls that have
+	// not finished by then are cancelled.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// ReadHeaderTimeout bounds reading request headers (slowloris).
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+}
+
+// MCPConfig configures the MCP endpoint.
+type MCPConfig struct {
+	// SessionTimeout closes idle 2025-11-25 sessions after this long.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// CallTimeout is the default wall-clock bound of one tool call.
+	CallTimeout time.Duration `yaml:"call_timeout"`
+}
+
+// StdioConfig names the local principal that `portcullis stdio` serves.
+type StdioConfig struct {
+	User  string   `yaml:"user"`
+	Roles []string `yaml:"roles"`
+}
+
+// FilesConfig configures the file tools.
+type FilesConfig struct {
+	ReadOnly      bool  `yaml:"read_only"`
+	MaxReadBytes  int64 `yaml:"max_read_bytes"`
+	MaxWriteBytes int64 `yaml:"max_write_bytes"`
+}
+
+// PythonConfig configures execute_python.
+type PythonConfig struct {
+	// Interpreter is the python3 to run; empty means auto-detect from PATH
+	// (resolving shims such as pyenv's to the real sys.executable).
+	Interpreter string `yaml:"interpreter"`
+	// Timeout is the default and MaxTimeout the largest wall-clock limit.
+	Timeout    time.Duration `yaml:"timeout"`
+	MaxTimeout time.Duration `yaml:"max_timeout"`
+	// MaxOutputBytes caps stdout and stderr each.
+	MaxOutputBytes int64 `yaml:"max_output_bytes"`
+	// MaxCodeBytes caps the code argument.
+	MaxCodeBytes int64 `yaml:"max_code_bytes"`
+}
+
+// SandboxConfig configures the native sandbox runtime.
+type SandboxConfig struct {
+	// ReadOnlyPaths are host paths bind-mounted read-only at the same path.
+	ReadOnlyPaths []string `yaml:"read_only_paths"`
+	// TmpSizeBytes caps the sandbox's /tmp tmpfs.
+	TmpSizeBytes int64 `yaml:"tmp_size_bytes"`
+}
+
+// AuditConfig configures the audit writer.
+type AuditConfig struct {
+	// CommitTimeout bounds how long a call waits for its audit record to be
+	// durable before it is refused with AUDIT_UNAVAILABLE.
+	CommitTimeout time.Duration `yaml:"commit_timeout"`
+	// QueueSize bounds records waiting for the writer (backpressure, never drop).
+	QueueSize int `yaml:"queue_size"`
+	// MaxBatch caps the records committed in one transaction.
+	MaxBatch int `yaml:"max_batch"`
+}
+
+// LogConfig configures the operator log (never the audit log).
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text | json
+}
+
+// Default returns the embedded defaults: loopback listener, ./portcullis-data,
+// ./workspace, development mode.
+func Default() *Config {
+	return &Config{
+		Mode:      ModeDevelopment,
+		Listen:    "127.0.0.1:8420",
+		DataDir:   "./portcullis-data",
+		Workspace: "./workspace",
+		HTTP: HTTPConfig{
+			MaxBodyBytes:      1 << 20,
+			ShutdownTimeout:   10 * time.Second,
+			ReadHeaderTimeout: 10 * time.Second,
+		},
+		MCP: MCPConfig{
+			SessionTimeout: 30 * time.Minute,
+			CallTimeout:    60 * time.Second,
+		},
+		Stdio: StdioConfig{User: "local", Roles: []string{"developer"}},
+		Files: FilesConfig{MaxReadBytes: 1 << 20, MaxWriteBytes: 10 << 20},
+		Python: PythonConfig{
+			Timeout:        10 * time.Second,
+			MaxTimeout:     60 * time.Second,
+			MaxOutputBytes: 64 << 10,
+			MaxCodeBytes:   256 << 10,
+		},
+		Sandbox: SandboxConfig{
+			ReadOnlyPaths: []string{"/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/alternatives"},
+			TmpSizeBytes:  64 << 20,
+		},
+		Audit: AuditConfig{CommitTimeout: 5 * time.Second, QueueSize: 4096, MaxBatch: 512},
+		Log:   LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// Load returns the defaults overlaid with the YAML file at path (if path is
+// not empty) and then with PORTCULLIS_* variables from environ (os.Environ
+// form). It does not validate; call Validate after applying flags.
+//
+// Errors: ErrInvalid wrapped with the file name and the offending key for
+// unknown keys, type mismatches and unknown PORTCULLIS_* variables.
+func Load(path string, environ []string) (*Config, error) {
+	cfg := Default()
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("%w: config file: %w", ErrInvalid, err)
+		}
+		defer f.Close()
+		if err := decodeYAML(f, cfg); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, path, err)
+		}
+	}
+	if err := applyEnv(cfg, environ); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return cfg, nil
+}
+
+// maxConfigBytes bounds a config file (it is operator input, but a wrong
+// path such as /dev/zero must not hang the process).
+const maxConfigBytes = 4 << 20
+
+func decodeYAML(r io.Reader, cfg *Config) error {
+	data, err := io.ReadAll(io.LimitReader(r, maxConfigBytes+1))
+	if err != nil {
+		return err
+	}
+	if len(data) > maxConfigBytes {
+		return fmt.Errorf("file larger than %d bytes", maxConfigBytes)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // empty file: defaults
+		}
+		return err
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return errors.New("more than one YAML document")
+	}
+	return nil
+}
+
+// Validate checks cfg and makes paths absolute. Errors name the key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	switch c.Mode {
+	case ModeDevelopment, ModeProduction:
+	default:
+		bad("mode", "must be %q or %q, got %q", ModeDevelopment, ModeProduction, c.Mode)
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		bad("listen", "must be host:port, got %q", c.Listen)
+	}
+	for key, p := range map[string]*string{"data_dir": &c.DataDir, "workspace": &c.Workspace} {
+		if *p == "" {
+			bad(key, "must not be empty")
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			bad(key, "%v", err)
+			continue
+		}
+		*p = abs
+	}
+	positive := func(key string, v int64) {
+		if v <= 0 {
+			bad(key, "must be positive, got %d", v)
+		}
+	}
+	positiveDur := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, "must be a positive duration, got %s", d)
+		}
+	}
+	positive("http.max_body_bytes", c.HTTP.MaxBodyBytes)
+	positiveDur("http.shutdown_timeout", c.HTTP.ShutdownTimeout)
+	positiveDur("http.read_header_timeout", c.HTTP.ReadHeaderTimeout)
+	positiveDur("mcp.session_timeout", c.MCP.SessionTimeout)
+	positiveDur("mcp.call_timeout", c.MCP.CallTimeout)
+	positive("files.max_read_bytes", c.Files.MaxReadBytes)
+	positive("files.max_write_bytes", c.Files.MaxWriteBytes)
+	positiveDur("python.timeout", c.Python.Timeout)
+	positiveDur("python.max_timeout", c.Python.MaxTimeout)
+	if c.Python.Timeout > c.Python.MaxTimeout {
+		bad("python.timeout", "%s exceeds python.max_timeout %s", c.Python.Timeout, c.Python.MaxTimeout)
+	}
+	positive("python.max_output_bytes", c.Python.MaxOutputBytes)
+	positive("python.max_code_bytes", c.Python.MaxCodeBytes)
+	if c.Python.Interpreter != "" && !filepath.IsAbs(c.Python.Interpreter) {
+		bad("python.interpreter", "must be an absolute path, got %q", c.Python.Interpreter)
+	}
+	positive("sandbox.tmp_size_bytes", c.Sandbox.TmpSizeBytes)
+	for _, p := range c.Sandbox.ReadOnlyPaths {
+		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+			bad("sandbox.read_only_paths", "%q must be a clean absolute path", p)
+		}
+	}
+	positiveDur("audit.commit_timeout", c.Audit.CommitTimeout)
+	positive("audit.queue_size", int64(c.Audit.QueueSize))
+	positive("audit.max_batch", int64(c.Audit.MaxBatch))
+	if c.Stdio.User == "" {
+		bad("stdio.user", "must not be empty")
+	}
+	if len(c.Stdio.Roles) == 0 {
+		bad("stdio.roles", "must name at least one role")
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+	}
+	return nil
+}

@@ -1,0 +1,192 @@
+// Package gateway is the heart of Portcullis: the tools/call pipeline that
+// every call passes, whatever transport it came from and whichever tool it
+// names. The stages run in one fixed order (see stages), outermost first:
+//
+//	resolve → authorize → validate → audit start → execute → audit end
+//
+// Every refusal is audited with a stable reason code and answered with a
+// generic message. No tool runs unless its tool.call.start record is
+// durable (fail closed). Later stages (quarantine, argument guards, rate
+// limits, approval) slot into the same list.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/jsonschema-go/jsonschema"
+
+	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/policy"
+	"github.com/portcullis/portcullis/internal/principal"
+	"github.com/portcullis/portcullis/internal/tool"
+)
+
+// Authorizer decides access (implemented by *policy.Engine).
+type Authorizer interface {
+	Decide(p *principal.Principal, action policy.Action, resource string) policy.Decision
+}
+
+// Emitter records audit events durably (implemented by *audit.Writer).
+type Emitter interface {
+	Emit(ctx context.Context, e *audit.Event) error
+}
+
+// Config configures a Gateway.
+type Config struct {
+	// CallTimeout is the wall-clock bound of a call whose tool declares no
+	// Timeout of its own.
+	CallTimeout time.Duration
+	// MaxArgBytes caps the raw arguments of one call.
+	MaxArgBytes int
+}
+
+// Deps are the Gateway's collaborators; all are required except Now.
+type Deps struct {
+	Policy   Authorizer
+	Audit    Emitter
+	Redactor *audit.Redactor
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Gateway runs the pipeline. Safe for concurrent use.
+type Gateway struct {
+	cfg  Config
+	deps Deps
+
+	mu    sync.RWMutex
+	tools map[string]*entry
+
+	// Shutdown: base is cancelled when draining gives up; closing refuses
+	// new calls; inflight counts running calls.
+	base     context.Context
+	cancel   context.CancelFunc
+	closing  chan struct{}
+	closeMu  sync.Mutex
+	inflight sync.WaitGroup
+}
+
+type entry struct {
+	tool   tool.Tool
+	def    tool.Definition
+	schema *jsonschema.Resolved
+}
+
+// New returns a Gateway with no tools.
+func New(cfg Config, deps Deps) (*Gateway, error) {
+	if deps.Policy == nil || deps.Audit == nil || deps.Redactor == nil || deps.Logger == nil {
+		return nil, errors.New("gateway: missing dependency (policy, audit, redactor and logger are required)")
+	}
+	if cfg.CallTimeout <= 0 {
+		return nil, errors.New("gateway: CallTimeout must be positive")
+	}
+	if cfg.MaxArgBytes <= 0 {
+		cfg.MaxArgBytes = 16 << 20
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	base, cancel := context.WithCancel(context.Background())
+	return &Gateway{
+		cfg:     cfg,
+		deps:    deps,
+		tools:   map[string]*entry{},
+		base:    base,
+		cancel:  cancel,
+		closing: make(chan struct{}),
+	}, nil
+}
+
+// Register adds a tool. Its name must be valid and unused, and its input
+// schema must resolve; a schema-less tool is refused (every call is
+// validated before anything reads its arguments).
+func (g *Gateway) Register(t tool.Tool) error {
+	def := t.Definition()
+	if !tool.ValidName(def.Name) {
+		return fmt.Errorf("gateway: invalid tool name %q", def.Name)
+	}
+	if def.InputSchema == nil {
+		return fmt.Errorf("gateway: tool %s has no input schema", def.Name)
+	}
+	if def.Sensitivity < tool.Low || def.Sensitivity > tool.Critical {
+		return fmt.Errorf("gateway: tool %s has no sensitivity level", def.Name)
+	}
+	rs, err := def.InputSchema.Resolve(nil)
+	if err != nil {
+		return fmt.Errorf("gateway: tool %s: input schema: %w", def.Name, err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, dup := g.tools[def.Name]; dup {
+		return fmt.Errorf("gateway: tool %s registered twice", def.Name)
+	}
+	g.tools[def.Name] = &entry{tool: t, def: def, schema: rs}
+	return nil
+}
+
+// ListTools returns the definitions of the tools p may call, sorted by
+// name: the same decision that tools/call makes, so a client never sees a
+// tool it would be refused.
+func (g *Gateway) ListTools(p *principal.Principal) []tool.Definition {
+	g.mu.RLock()
+	names := slices.Sorted(maps.Keys(g.tools))
+	out := make([]tool.Definition, 0, len(names))
+	for _, n := range names {
+		if g.deps.Policy.Decide(p, policy.ActionCall, n).Allow {
+			out = append(out, g.tools[n].def)
+		}
+	}
+	g.mu.RUnlock()
+	return out
+}
+
+func (g *Gateway) lookup(name string) *entry {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.tools[name]
+}
+
+// Shutdown stops accepting calls and waits for in-flight calls to finish
+// until ctx is done; then it cancels the remaining calls and waits for
+// them to return (each records its tool.call.end). It returns ctx.Err() if
+// calls had to be cancelled.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.closeMu.Lock()
+	select {
+	case <-g.closing:
+	default:
+		close(g.closing)
+	}
+	g.closeMu.Unlock()
+	done := make(chan struct{})
+	go func() { g.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		g.cancel()
+		return nil
+	case <-ctx.Done():
+		g.cancel()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// enter registers an in-flight call unless the gateway is closing.
+func (g *Gateway) enter() bool {
+	g.closeMu.Lock()
+	defer g.closeMu.Unlock()
+	select {
+	case <-g.closing:
+		return false
+	default:
+		g.inflight.Add(1)
+		return true
+	}
+}

@@ -1,0 +1,299 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/policy"
+	"github.com/portcullis/portcullis/internal/principal"
+	"github.com/portcullis/portcullis/internal/reason"
+	"github.com/portcullis/portcullis/internal/tool"
+)
+
+// CallRequest is one tools/call as the transport layer saw it.
+type CallRequest struct {
+	Principal  *principal.Principal
+	Tool       string
+	Args       json.RawMessage // raw "arguments"; nil or empty means {}
+	Session    string          // MCP session id, if any
+	RequestID  string          // gateway-assigned request id
+	RemoteAddr string          // client address, if known
+}
+
+// call is the state of one request as it moves through the stages.
+type call struct {
+	req      CallRequest
+	entry    *entry // nil when the tool is not registered
+	args     json.RawMessage
+	redacted json.RawMessage
+	digest   string
+	started  time.Time
+	result   *tool.Result
+}
+
+// refusal ends a call before its tool runs.
+type refusal struct {
+	code   reason.Code
+	typ    audit.Type
+	msg    string // client-facing; defaults to reason.Message(code)
+	detail string // audit only
+}
+
+// stage is one named step of the pipeline. A stage returns a refusal to
+// stop the call, or nil to continue.
+type stage struct {
+	name string
+	run  func(ctx context.Context, c *call) *refusal
+}
+
+// stages returns the pipeline in execution order. This is the one place
+// the order is set; TestStageOrder pins it.
+func (g *Gateway) stages() []stage {
+	return []stage{
+		{"resolve", g.resolve},
+		{"authorize", g.authorize},
+		{"validate", g.validate},
+		{"audit_start", g.auditStart},
+		{"execute", g.execute},
+		{"audit_end", g.auditEnd},
+	}
+}
+
+// StageNames returns the pipeline's stage names in order.
+func (g *Gateway) StageNames() []string {
+	var out []string
+	for _, s := range g.stages() {
+		out = append(out, s.name)
+	}
+	return out
+}
+
+// Call runs req through the pipeline and returns the result to send to
+// the client: the tool's result, or an error result carrying a reason code
+// and a generic message. It never returns nil.
+func (g *Gateway) Call(ctx context.Context, req CallRequest) *tool.Result {
+	c := &call{req: req, started: g.deps.Now()}
+	if !g.enter() {
+		return errorResult(reason.Unavailable, "")
+	}
+	defer g.inflight.Done()
+	for _, s := range g.stages() {
+		if r := s.run(ctx, c); r != nil {
+			g.refuse(c, r)
+			return errorResult(r.code, r.msg)
+		}
+	}
+	return c.result
+}
+
+// resolve checks the name and looks the tool up. An unknown tool is not
+// refused here: authorize runs first so that a caller cannot tell a tool it
+// may not call from one that does not exist.
+func (g *Gateway) resolve(_ context.Context, c *call) *refusal {
+	if !tool.ValidName(c.req.Tool) {
+		return &refusal{code: reason.UnknownTool, typ: audit.ToolCallRefused, detail: "malformed tool name"}
+	}
+	c.entry = g.lookup(c.req.Tool)
+	return nil
+}
+
+func (g *Gateway) authorize(_ context.Context, c *call) *refusal {
+	d := g.deps.Policy.Decide(c.req.Principal, policy.ActionCall, c.req.Tool)
+	if !d.Allow {
+		detail := d.Rule
+		if c.entry == nil {
+			detail += "; tool not registered"
+		}
+		return &refusal{code: reason.PermissionDenied, typ: audit.PolicyDeny, detail: detail}
+	}
+	if c.entry == nil {
+		return &refusal{code: reason.UnknownTool, typ: audit.ToolCallRefused, detail: "tool not registered; " + d.Rule}
+	}
+	return nil
+}
+
+// validate checks the raw arguments against the tool's JSON Schema before
+// anything else reads them (the SDK does not validate arguments of tools
+// it does not own; DESIGN §4).
+func (g *Gateway) validate(_ context.Context, c *call) *refusal {
+	raw := bytes.TrimSpace(c.req.Args)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		raw = []byte("{}")
+	}
+	if len(raw) > g.cfg.MaxArgBytes {
+		return &refusal{code: reason.TooLarge, typ: audit.ToolCallRefused,
+			msg: fmt.Sprintf("arguments larger than %d bytes", g.cfg.MaxArgBytes)}
+	}
+	c.args = raw
+	v, err := decodeStrict(raw)
+	if err != nil {
+		return &refusal{code: reason.InvalidArguments, typ: audit.ToolCallRefused,
+			msg: "invalid arguments: " + err.Error(), detail: err.Error()}
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return &refusal{code: reason.InvalidArguments, typ: audit.ToolCallRefused,
+			msg: "invalid arguments: must be a JSON object"}
+	}
+	if err := c.entry.schema.Validate(v); err != nil {
+		return &refusal{code: reason.InvalidArguments, typ: audit.ToolCallRefused,
+			msg: "invalid arguments: " + err.Error(), detail: err.Error()}
+	}
+	return nil
+}
+
+func (g *Gateway) auditStart(ctx context.Context, c *call) *refusal {
+	e := g.event(c, audit.ToolCallStart)
+	e.Decision = audit.DecisionAllow
+	e.Status = audit.StatusStarted
+	if err := g.deps.Audit.Emit(ctx, e); err != nil {
+		g.deps.Logger.Error("audit start failed; call refused", "tool", c.req.Tool, "request_id", c.req.RequestID, "err", err)
+		return &refusal{code: reason.AuditUnavailable, detail: err.Error()}
+	}
+	return nil
+}
+
+// execute runs the tool under its deadline, converting panics and plain
+// errors into generic failures.
+func (g *Gateway) execute(ctx context.Context, c *call) *refusal {
+	timeout := c.entry.def.Timeout
+	if timeout <= 0 {
+		timeout = g.cfg.CallTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	stop := context.AfterFunc(g.base, cancel) // forced shutdown cancels the call
+	defer stop()
+
+	res, err := g.invoke(ctx, c)
+	switch {
+	case err != nil:
+		res = resultFromError(err)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && res.Code == reason.ToolFailed {
+			res = errorResult(reason.Timeout, "")
+			res.Detail = err.Error()
+		}
+	case res == nil:
+		res = errorResult(reason.ToolFailed, "")
+		res.Detail = "tool returned no result"
+	case res.IsError && res.Code == "":
+		res.Code = reason.ToolFailed
+	}
+	c.result = res
+	return nil
+}
+
+func (g *Gateway) invoke(ctx context.Context, c *call) (res *tool.Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			g.deps.Logger.Error("tool panicked", "tool", c.req.Tool, "panic", p, "stack", string(debug.Stack()))
+			res, err = nil, fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return c.entry.tool.Call(ctx, c.args)
+}
+
+// auditEnd records the outcome. If it cannot be recorded the result is
+// withheld: the client gets AUDIT_UNAVAILABLE instead (fail closed).
+func (g *Gateway) auditEnd(ctx context.Context, c *call) *refusal {
+	e := g.event(c, audit.ToolCallEnd)
+	e.Decision = audit.DecisionAllow
+	e.Duration = g.deps.Now().Sub(c.started)
+	res := c.result
+	e.Status = audit.StatusOK
+	if res.IsError {
+		e.Status = audit.StatusError
+		e.Reason = res.Code
+		e.Error = res.Text
+	}
+	e.Detail = res.Detail
+	if b, err := json.Marshal(struct {
+		Text       string         `json:"text"`
+		Structured map[string]any `json:"structured,omitempty"`
+	}{res.Text, res.Structured}); err == nil {
+		e.ResultDigest = g.deps.Redactor.Digest(b)
+	}
+	if err := g.deps.Audit.Emit(ctx, e); err != nil {
+		g.deps.Logger.Error("audit end failed; result withheld", "tool", c.req.Tool, "request_id", c.req.RequestID, "err", err)
+		return &refusal{code: reason.AuditUnavailable, detail: err.Error()}
+	}
+	return nil
+}
+
+// refuse records a refusal. A refusal that cannot be recorded is still a
+// refusal; the failure is logged.
+func (g *Gateway) refuse(c *call, r *refusal) {
+	if r.code == reason.AuditUnavailable {
+		return // the audit log is what failed; nothing more to record there
+	}
+	e := g.event(c, r.typ)
+	e.Decision = audit.DecisionDeny
+	e.Status = audit.StatusRefused
+	e.Reason = r.code
+	e.Error = r.msg
+	if e.Error == "" {
+		e.Error = reason.Message(r.code)
+	}
+	e.Detail = r.detail
+	e.Duration = g.deps.Now().Sub(c.started)
+	if err := g.deps.Audit.Emit(context.Background(), e); err != nil {
+		g.deps.Logger.Error("audit of refusal failed", "tool", c.req.Tool, "reason", r.code, "err", err)
+	}
+}
+
+// event fills the fields common to every event about c.
+func (g *Gateway) event(c *call, t audit.Type) *audit.Event {
+	if c.redacted == nil {
+		args := c.args
+		if args == nil {
+			args = c.req.Args
+		}
+		c.redacted, c.digest = g.deps.Redactor.Redact(args)
+	}
+	e := &audit.Event{
+		Type:       t,
+		Session:    c.req.Session,
+		RequestID:  c.req.RequestID,
+		RemoteAddr: c.req.RemoteAddr,
+		Tool:       c.req.Tool,
+		Args:       c.redacted,
+		ArgsDigest: c.digest,
+	}
+	if p := c.req.Principal; p != nil {
+		e.Principal = p.Name
+		e.Roles = p.Roles
+	}
+	if c.entry != nil {
+		e.Server = c.entry.def.Server
+	}
+	return e
+}
+
+// errorResult is the client-facing result of a refusal or failure.
+func errorResult(code reason.Code, msg string) *tool.Result {
+	if msg == "" {
+		msg = reason.Message(code)
+	}
+	return &tool.Result{Text: msg, IsError: true, Code: code}
+}
+
+// resultFromError converts a tool's error: a *tool.Error keeps its code
+// and client message; anything else becomes a generic TOOL_FAILED with the
+// cause kept for the audit log only.
+func resultFromError(err error) *tool.Result {
+	if te, ok := tool.AsError(err); ok {
+		r := errorResult(te.Code, te.ClientMessage())
+		if te.Err != nil {
+			r.Detail = te.Err.Error()
+		}
+		return r
+	}
+	r := errorResult(reason.ToolFailed, "")
+	r.Detail = err.Error()
+	return r
+}

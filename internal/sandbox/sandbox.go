@@ -1,0 +1,206 @@
+// Package sandbox defines how Portcullis runs untrusted programs: a Spec
+// (what to run, what it may see, how much it may use) goes to a Runtime,
+// which returns a Result (exit status, captured output, resource use and
+// the limits or rules that were hit). Isolation comes from the kernel
+// (internal/sandbox/native), never from inspecting the program.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Error categories.
+var (
+	// ErrInvalidSpec means the Spec cannot be run as given.
+	ErrInvalidSpec = errors.New("invalid sandbox spec")
+	// ErrUnavailable means a required isolation mechanism is missing on
+	// this host; the runtime refuses rather than run with less isolation.
+	ErrUnavailable = errors.New("sandbox unavailable")
+	// ErrSetup means building the sandbox failed at run time.
+	ErrSetup = errors.New("sandbox setup failed")
+)
+
+// Level is a named isolation preset (DESIGN §5).
+type Level string
+
+// Security levels, strictest first.
+const (
+	LevelMaximum  Level = "maximum"
+	LevelStrict   Level = "strict"
+	LevelStandard Level = "standard"
+	LevelMinimal  Level = "minimal"
+)
+
+// Mount makes a host path visible inside the sandbox.
+type Mount struct {
+	// Source is an absolute host path (file or directory).
+	Source string
+	// Target is the absolute path inside the sandbox (defaults to Source).
+	Target string
+	// Writable mounts read-write; the default is read-only.
+	Writable bool
+}
+
+// File is created inside the sandbox's work directory before the program
+// starts, owned by the sandbox user.
+type File struct {
+	Name string // base name, no '/'
+	Data []byte
+	Mode uint32 // permission bits, e.g. 0o600
+}
+
+// Limits bound one run. Zero fields take the runtime's defaults.
+type Limits struct {
+	WallTime      time.Duration // from start to kill
+	CPUTime       time.Duration // RLIMIT_CPU, whole seconds (rounded up)
+	MemoryBytes   int64         // cgroup memory.max / RLIMIT_AS fallback
+	Pids          int           // cgroup pids.max
+	FileSizeBytes int64         // RLIMIT_FSIZE
+	OpenFiles     int           // RLIMIT_NOFILE
+	OutputBytes   int64         // cap on stdout and on stderr, each
+}
+
+// NetworkMode selects the sandbox's network.
+type NetworkMode string
+
+// Network modes.
+const (
+	// NetworkNone is an empty network namespace (not even loopback up).
+	NetworkNone NetworkMode = "none"
+	// NetworkProxy reaches the outside only through the gateway's
+	// allow-listing egress proxy.
+	NetworkProxy NetworkMode = "proxy"
+)
+
+// Network configures networking.
+type Network struct {
+	Mode      NetworkMode
+	ProxyAddr string // host:port of the egress proxy (NetworkProxy)
+}
+
+// Spec describes one run.
+type Spec struct {
+	// Argv is the program and its arguments; Argv[0] is an absolute path
+	// inside the sandbox.
+	Argv []string
+	// Env is the complete environment ("KEY=value"); nothing is inherited.
+	Env []string
+	// Stdin is fed to the program's standard input.
+	Stdin []byte
+	// Dir is the working directory inside the sandbox; it is a fresh
+	// size-capped tmpfs owned by the sandbox user. Default "/work".
+	Dir string
+	// Files are created in Dir before the program starts.
+	Files []File
+	// Mounts are extra host paths, in addition to the runtime's read-only
+	// system paths.
+	Mounts []Mount
+	// TmpSizeBytes caps /tmp; WorkSizeBytes caps Dir.
+	TmpSizeBytes  int64
+	WorkSizeBytes int64
+	Limits        Limits
+	Network       Network
+	Level         Level
+}
+
+// ViolationCode names a limit or rule that a run hit.
+type ViolationCode string
+
+// Violation codes (stable; they appear in tool results and audit records).
+const (
+	ViolationWallTimeout    ViolationCode = "WALL_TIMEOUT"
+	ViolationCPUTimeout     ViolationCode = "CPU_TIMEOUT"
+	ViolationOOM            ViolationCode = "OOM_KILL"
+	ViolationPidsExhausted  ViolationCode = "PIDS_EXHAUSTED"
+	ViolationOutputTrunc    ViolationCode = "OUTPUT_TRUNCATED"
+	ViolationSeccompKill    ViolationCode = "SECCOMP_KILL"
+	ViolationFileSize       ViolationCode = "FILE_SIZE_EXCEEDED"
+	ViolationCancelled      ViolationCode = "CANCELLED"
+	ViolationOrphansKilled  ViolationCode = "ORPHANS_KILLED"
+	ViolationSetupFailed    ViolationCode = "SETUP_FAILED"
+	ViolationSignalled      ViolationCode = "KILLED_BY_SIGNAL"
+	ViolationMemoryExceeded ViolationCode = "MEMORY_LIMIT"
+)
+
+// Violation is one limit or rule that was hit.
+type Violation struct {
+	Code   ViolationCode `json:"code"`
+	Detail string        `json:"detail,omitempty"`
+}
+
+// Result is the outcome of a run.
+type Result struct {
+	// ExitCode is the program's exit status, or -1 if it was killed by a signal.
+	ExitCode int
+	// Signal is the name of the signal that killed the program ("SIGKILL"), if any.
+	Signal          string
+	Stdout, Stderr  []byte
+	StdoutTruncated bool
+	StderrTruncated bool
+	WallTime        time.Duration
+	CPUTime         time.Duration // user + system of all processes in the sandbox
+	PeakMemoryBytes int64         // largest resident set seen
+	Violations      []Violation
+}
+
+// Has reports whether r has a violation with code c.
+func (r *Result) Has(c ViolationCode) bool {
+	for _, v := range r.Violations {
+		if v.Code == c {
+			return true
+		}
+	}
+	return false
+}
+
+// Runtime runs Specs. Run returns a Result for every run that started,
+// including programs that failed or were killed; the error is for runs
+// that could not be set up (ErrInvalidSpec, ErrUnavailable, ErrSetup).
+// Cancelling ctx kills the run (violation CANCELLED).
+type Runtime interface {
+	Name() string
+	Run(ctx context.Context, spec *Spec) (*Result, error)
+}
+
+// Validate checks the parts of a Spec every runtime relies on.
+func (s *Spec) Validate() error {
+	if len(s.Argv) == 0 || s.Argv[0] == "" {
+		return fmt.Errorf("%w: empty argv", ErrInvalidSpec)
+	}
+	if s.Argv[0][0] != '/' {
+		return fmt.Errorf("%w: argv[0] %q must be absolute", ErrInvalidSpec, s.Argv[0])
+	}
+	for _, f := range s.Files {
+		if f.Name == "" || f.Name == "." || f.Name == ".." || containsByte(f.Name, '/') || containsByte(f.Name, 0) {
+			return fmt.Errorf("%w: bad file name %q", ErrInvalidSpec, f.Name)
+		}
+	}
+	for _, m := range s.Mounts {
+		if m.Source == "" || m.Source[0] != '/' || (m.Target != "" && m.Target[0] != '/') {
+			return fmt.Errorf("%w: mount paths must be absolute: %q -> %q", ErrInvalidSpec, m.Source, m.Target)
+		}
+	}
+	switch s.Network.Mode {
+	case "", NetworkNone:
+	case NetworkProxy:
+		return fmt.Errorf("%w: network mode %q not supported yet", ErrInvalidSpec, s.Network.Mode)
+	default:
+		return fmt.Errorf("%w: unknown network mode %q", ErrInvalidSpec, s.Network.Mode)
+	}
+	if s.Limits.WallTime <= 0 {
+		return fmt.Errorf("%w: a wall-time limit is required", ErrInvalidSpec)
+	}
+	return nil
+}
+
+func containsByte(s string, b byte) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == b {
+			return true
+		}
+	}
+	return false
+}

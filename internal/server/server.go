@@ -1,0 +1,389 @@
+// Package server wires the HTTP surface: /mcp (MCP Streamable HTTP through
+// the official SDK), /healthz, /readyz and /admin/v1/. The middleware order
+// is set in one place (Chain), outermost first, and pinned by a test:
+//
+//	recover → request id → body limit → origin check → authenticate → audit bad requests → handler
+//
+// Identity comes only from the Authorization header; no client-chosen
+// header (X-User-ID, X-Forwarded-User, ...) is ever read.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/authn"
+	"github.com/portcullis/portcullis/internal/mcpserver"
+	"github.com/portcullis/portcullis/internal/principal"
+	"github.com/portcullis/portcullis/internal/reason"
+)
+
+// Authenticator verifies bearer credentials (implemented by *authn.Authenticator).
+type Authenticator interface {
+	Authenticate(ctx context.Context, key string) (*principal.Principal, error)
+}
+
+// Emitter records audit events durably.
+type Emitter interface {
+	Emit(ctx context.Context, e *audit.Event) error
+}
+
+// Config configures the HTTP surface.
+type Config struct {
+	MaxBodyBytes      int64
+	SessionTimeout    time.Duration
+	ReadHeaderTimeout time.Duration
+}
+
+// Deps are the server's collaborators; all are required.
+type Deps struct {
+	Authn  Authenticator
+	MCP    *mcp.Server
+	Admin  http.Handler
+	Audit  Emitter
+	Ready  func(ctx context.Context) error
+	Logger *slog.Logger
+}
+
+// Server is the HTTP front end.
+type Server struct {
+	cfg  Config
+	d    Deps
+	http *http.Server
+	base context.Context
+	stop context.CancelFunc
+}
+
+// New returns a Server.
+func New(cfg Config, d Deps) (*Server, error) {
+	if d.Authn == nil || d.MCP == nil || d.Admin == nil || d.Audit == nil || d.Ready == nil || d.Logger == nil {
+		return nil, errors.New("server: missing dependency")
+	}
+	if cfg.MaxBodyBytes <= 0 || cfg.SessionTimeout <= 0 || cfg.ReadHeaderTimeout <= 0 {
+		return nil, fmt.Errorf("server: invalid config %+v", cfg)
+	}
+	base, stop := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, d: d, base: base, stop: stop}
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          slog.NewLogLogger(d.Logger.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Middleware wraps a handler.
+type Middleware func(http.Handler) http.Handler
+
+// Named is a middleware with a name, for the order test and logs.
+type Named struct {
+	Name string
+	Wrap Middleware
+}
+
+// Chain returns the middleware for the authenticated routes, outermost
+// first. This is the one place the order is set.
+func (s *Server) Chain() []Named {
+	return []Named{
+		{"recover", s.recoverer},
+		{"request_id", requestID},
+		{"body_limit", s.bodyLimit},
+		{"origin", originCheck},
+		{"authenticate", s.authenticate},
+		{"audit_bad_request", s.auditBadRequest},
+	}
+}
+
+// public is the prefix of Chain used for unauthenticated probes.
+func (s *Server) public() []Named { return s.Chain()[:3] }
+
+func stack(h http.Handler, mws []Named) http.Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i].Wrap(h)
+	}
+	return h
+}
+
+// Handler returns the full HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", stack(s.mcpHandler(), s.Chain()))
+	mux.Handle("/admin/v1/", stack(s.d.Admin, s.Chain()))
+	mux.Handle("GET /healthz", stack(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}), s.public()))
+	mux.Handle("GET /readyz", stack(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.d.Ready(ctx); err != nil {
+			s.d.Logger.Warn("not ready", "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}), s.public()))
+	mux.Handle("/", stack(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found"})
+	}), s.public()))
+	return mux
+}
+
+// mcpHandler serves both MCP eras on /mcp: requests that carry
+// MCP-Protocol-Version 2026-07-28 or later and no session go to a
+// stateless handler (that protocol has no sessions); everything else goes
+// to a stateful handler (2025-11-25 and earlier, with idle timeout).
+// TokenInfo (the authenticated identity) is attached for the SDK, which
+// binds each session to its creator.
+func (s *Server) mcpHandler() http.Handler {
+	getServer := func(*http.Request) *mcp.Server { return s.d.MCP }
+	logger := mcpserver.SDKLogger(s.d.Logger.With("component", "mcp"))
+	stateless := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
+		Stateless:                    true,
+		Logger:                       logger,
+		MaxRequestBodyBytes:          s.cfg.MaxBodyBytes,
+		PropagateRequestCancellation: true,
+	})
+	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
+		SessionTimeout:      s.cfg.SessionTimeout,
+		Logger:              logger,
+		MaxRequestBodyBytes: s.cfg.MaxBodyBytes,
+	})
+	dispatch := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v := r.Header.Get("Mcp-Protocol-Version"); v >= "2026-07-28" && r.Header.Get("Mcp-Session-Id") == "" {
+			stateless.ServeHTTP(w, r)
+			return
+		}
+		stateful.ServeHTTP(w, r)
+	})
+	verifier := func(ctx context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
+		p, ok := principal.FromContext(ctx)
+		if !ok {
+			return nil, auth.ErrInvalidToken // fail closed: authenticate must have run
+		}
+		rid, remote := RequestMeta(r)
+		return mcpserver.TokenInfo(mcpserver.Identity{Principal: p, RequestID: rid, RemoteAddr: remote}, time.Time{}), nil
+	}
+	return auth.RequireBearerToken(verifier, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(dispatch)
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.http.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections, cancels long-lived streams and
+// waits for handlers to return until ctx is done; then it closes whatever
+// is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.http.SetKeepAlivesEnabled(false)
+	done := make(chan error, 1)
+	go func() { done <- s.http.Shutdown(ctx) }()
+	s.stop() // end hanging SSE streams so Shutdown does not wait for them
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return errors.Join(ctx.Err(), s.http.Close())
+	}
+}
+
+type ctxKey int
+
+const (
+	requestIDKey ctxKey = iota
+)
+
+// RequestMeta returns the gateway-assigned request id and the client's
+// address (the TCP peer; forwarding headers are not trusted).
+func RequestMeta(r *http.Request) (requestID, remote string) {
+	id, _ := r.Context().Value(requestIDKey).(string)
+	return id, r.RemoteAddr
+}
+
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				rid, _ := RequestMeta(r)
+				s.d.Logger.Error("panic in handler", "path", r.URL.Path, "request_id", rid, "panic", v, "stack", string(debug.Stack()))
+				writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requestID assigns every request a fresh id (never taken from the
+// client) and returns it in X-Request-Id.
+func requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := mcpserver.NewRequestID()
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+	})
+}
+
+// bodyLimit refuses bodies over MaxBodyBytes with 413: at once when the
+// declared length is too large, else when reading passes the limit.
+func (s *Server) bodyLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > s.cfg.MaxBodyBytes {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "request_too_large",
+				"message": fmt.Sprintf("request body exceeds %d bytes", s.cfg.MaxBodyBytes)})
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// originCheck refuses cross-origin browser requests (Sec-Fetch-Site /
+// Origin, Go's CrossOriginProtection): a web page must not be able to
+// drive a local gateway (DNS rebinding, CVE-2025-49596 class). The SDK
+// additionally refuses non-loopback Host headers on loopback listeners.
+func originCheck(next http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "cross-origin request refused"})
+	}))
+	return cop.Handler(next)
+}
+
+// authenticate requires a valid bearer credential. Failures get 401 with
+// WWW-Authenticate (RFC 6750 §3) and the same generic body whatever the
+// cause; the cause is recorded in an auth.failure audit event.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		header := r.Header.Get("Authorization")
+		token, ok := authn.ParseBearer(header)
+		var p *principal.Principal
+		var err error
+		switch {
+		case header == "":
+			err = &authn.Failure{Cause: authn.CauseMissing}
+		case !ok:
+			err = &authn.Failure{Cause: authn.CauseMalformed}
+		default:
+			p, err = s.d.Authn.Authenticate(r.Context(), token)
+		}
+		if err != nil {
+			s.authFailure(w, r, err, header != "")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(principal.NewContext(r.Context(), p)))
+	})
+}
+
+func (s *Server) authFailure(w http.ResponseWriter, r *http.Request, err error, hadToken bool) {
+	rid, remote := RequestMeta(r)
+	e := &audit.Event{Type: audit.AuthFailure, RequestID: rid, RemoteAddr: remote,
+		Decision: audit.DecisionDeny, Status: audit.StatusRefused, Reason: reason.Unauthenticated,
+		Detail: r.Method + " " + r.URL.Path}
+	var f *authn.Failure
+	if errors.As(err, &f) {
+		e.Detail += ": " + f.Cause
+		if f.KeyID != "" {
+			e.Detail += " key " + f.KeyID
+		}
+		e.Principal = f.User
+	}
+	if aerr := s.d.Audit.Emit(r.Context(), e); aerr != nil {
+		s.d.Logger.Error("audit of auth failure failed", "err", aerr)
+	}
+	if f != nil && f.Cause == authn.CauseBackend {
+		s.d.Logger.Error("authentication backend error", "err", f.Err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "unavailable", "message": "service unavailable"})
+		return
+	}
+	challenge := `Bearer realm="portcullis"`
+	if hadToken {
+		challenge += `, error="invalid_token"`
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated", "message": reason.Message(reason.Unauthenticated)})
+}
+
+// auditBadRequest records protocol-level refusals (malformed JSON-RPC,
+// wrong content type, oversized body, unknown session) of authenticated
+// callers as mcp.request.invalid.
+func (s *Server) auditBadRequest(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status < 400 || rec.status == http.StatusForbidden && strings.HasPrefix(r.URL.Path, "/admin/") {
+			return
+		}
+		p, _ := principal.FromContext(r.Context())
+		rid, remote := RequestMeta(r)
+		e := &audit.Event{Type: audit.RequestInvalid, RequestID: rid, RemoteAddr: remote,
+			Status: audit.StatusRefused, Reason: reason.BadRequest,
+			Detail: fmt.Sprintf("%s %s: HTTP %d", r.Method, r.URL.Path, rec.status)}
+		if p != nil {
+			e.Principal, e.Roles = p.Name, p.Roles
+		}
+		if err := s.d.Audit.Emit(r.Context(), e); err != nil {
+			s.d.Logger.Error("audit of bad request failed", "err", err)
+		}
+	})
+}
+
+// statusRecorder records the response status. It keeps streaming working
+// (Flush) and exposes the wrapped writer to http.ResponseController.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

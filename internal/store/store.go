@@ -1,0 +1,106 @@
+// Package store defines the persistent state of Portcullis as repository
+// interfaces and record types: users, roles and their permissions, API
+// keys, MCP sessions and audit events. Backends live in sub-packages
+// (store/sqlite is the embedded default); a shared conformance suite
+// checks that every backend behaves the same.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/portcullis/portcullis/internal/audit"
+)
+
+// Error categories. Backends wrap their errors with these (%w).
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	ErrInvalid  = errors.New("invalid")
+)
+
+// User is a person or agent identity.
+type User struct {
+	ID        int64
+	Name      string
+	Disabled  bool
+	Roles     []string // sorted role names
+	CreatedAt time.Time
+}
+
+// APIKey is a stored API key. The key itself is never stored: only its
+// keyed HMAC (Hash). Prefix is a short, non-secret display form.
+type APIKey struct {
+	ID         string // public id, "key_..."
+	UserID     int64
+	UserName   string
+	Hash       []byte // HMAC-SHA256 of the key under the server secret
+	Prefix     string // first characters of the key, for display
+	Roles      []string
+	CreatedAt  time.Time
+	ExpiresAt  *time.Time
+	RevokedAt  *time.Time
+	LastUsedAt *time.Time
+}
+
+// Active reports whether k can authenticate at time now.
+func (k *APIKey) Active(now time.Time) bool {
+	return k.RevokedAt == nil && (k.ExpiresAt == nil || now.Before(*k.ExpiresAt))
+}
+
+// Grant is one permission held by a role: Effect ("allow" or "deny") on
+// Action ("call", "admin", "approve") for resources matching Pattern.
+type Grant struct {
+	Role    string
+	Action  string
+	Pattern string
+	Effect  string
+}
+
+// Session is an MCP session as first seen by the gateway.
+type Session struct {
+	ID              string
+	Principal       string
+	ProtocolVersion string
+	ClientName      string
+	CreatedAt       time.Time
+}
+
+// Store is the full repository used by the gateway.
+type Store interface {
+	// EnsureUser returns the user called name, creating it with roles if it
+	// does not exist (created reports which). Unknown roles: ErrInvalid.
+	EnsureUser(ctx context.Context, name string, roles []string) (u User, created bool, err error)
+	// UserByName returns the user or ErrNotFound.
+	UserByName(ctx context.Context, name string) (User, error)
+	// GrantUserRole adds role to the user (idempotent). Unknown: ErrInvalid / ErrNotFound.
+	GrantUserRole(ctx context.Context, userID int64, role string) error
+
+	// CreateAPIKey stores k. A duplicate id or hash: ErrConflict.
+	CreateAPIKey(ctx context.Context, k APIKey) error
+	// APIKeyByHash returns the key with this hash and its user, or ErrNotFound.
+	APIKeyByHash(ctx context.Context, hash []byte) (APIKey, User, error)
+	// ListAPIKeys returns all keys, newest first.
+	ListAPIKeys(ctx context.Context) ([]APIKey, error)
+	// RevokeAPIKey marks the key revoked at time at; unknown or already
+	// revoked: ErrNotFound.
+	RevokeAPIKey(ctx context.Context, id string, at time.Time) (APIKey, error)
+
+	// Roles returns all role names, sorted.
+	Roles(ctx context.Context) ([]string, error)
+	// Grants returns every role's permissions.
+	Grants(ctx context.Context) ([]Grant, error)
+
+	// RecordSession stores an MCP session (idempotent on ID).
+	RecordSession(ctx context.Context, s Session) error
+
+	audit.Backend
+	// QueryAudit returns events matching q (see audit.Query).
+	QueryAudit(ctx context.Context, q audit.Query) ([]audit.Event, error)
+
+	// Ping checks the store answers and can write.
+	Ping(ctx context.Context) error
+	// Close releases the store.
+	Close() error
+}
