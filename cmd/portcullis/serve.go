@@ -94,8 +94,12 @@ func serve(parent context.Context, cfg *config.Config) error {
 	if !isLoopback(ln.Addr()) {
 		log.Warn("listening on a non-loopback address without TLS: API keys cross the network in clear", "addr", ln.Addr().String())
 	}
-	_ = a.Audit.Emit(ctx, &audit.Event{Type: audit.ServerStart, Principal: "system", Status: audit.StatusOK,
-		Detail: "listening on " + ln.Addr().String()})
+	if err := a.Audit.Emit(ctx, &audit.Event{Type: audit.ServerStart, Principal: "system", Status: audit.StatusOK,
+		Detail: "listening on " + ln.Addr().String()}); err != nil {
+		ln.Close()
+		closeApp()
+		return fmt.Errorf("audit log unavailable at start: %w", err)
+	}
 
 	out := os.Stdout
 	fmt.Fprintf(out, "Portcullis %s listening on http://%s/mcp\n", app.Version, ln.Addr())

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -165,6 +166,11 @@ func decodeBody(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return badRequest("invalid JSON body: %v", err)
 	}
+	// Exactly one JSON value: a second object or trailing bytes would be
+	// silently ignored otherwise.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("invalid JSON body: trailing data after the object")
+	}
 	return nil
 }
 
@@ -193,9 +199,15 @@ func viewKey(k store.APIKey) KeyView {
 type CreateKeyRequest struct {
 	User string `json:"user"`
 	Role string `json:"role"`
-	// ExpiresIn is a Go duration ("720h"); empty means no expiry.
+	// ExpiresIn is a Go duration ("720h"), at most MaxExpiresIn; empty
+	// means no expiry.
 	ExpiresIn string `json:"expires_in,omitempty"`
 }
+
+// MaxExpiresIn caps CreateKeyRequest.ExpiresIn (100 years). Stores keep
+// times as int64 Unix nanoseconds, which end in 2262: a longer expiry
+// would be stored wrapped into the past.
+const MaxExpiresIn = 100 * 365 * 24 * time.Hour
 
 func (a *API) createKey(w http.ResponseWriter, r *http.Request, p *principal.Principal) error {
 	var req CreateKeyRequest
@@ -216,8 +228,8 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request, p *principal.Pri
 	var expires *time.Time
 	if req.ExpiresIn != "" {
 		d, err := time.ParseDuration(req.ExpiresIn)
-		if err != nil || d <= 0 {
-			return badRequest("expires_in must be a positive duration such as 720h")
+		if err != nil || d <= 0 || d > MaxExpiresIn {
+			return badRequest("expires_in must be a positive duration such as 720h, at most %s", MaxExpiresIn)
 		}
 		t := now.Add(d)
 		expires = &t

@@ -64,7 +64,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
-	resp, err := hc.Do(req)
+	// The admin API never redirects. Following one would resend the key:
+	// Go keeps Authorization on redirects to the same host name (another
+	// port, or https → http).
+	noRedirect := *hc
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := noRedirect.Do(req)
 	if err != nil {
 		return fmt.Errorf("admin API: %w (is `portcullis serve` running at %s?)", err, c.BaseURL)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -82,7 +83,16 @@ func (r *Redactor) Redact(args json.RawMessage) (redacted json.RawMessage, diges
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(args))
 	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
+	err := dec.Decode(&v)
+	if err == nil {
+		// Decode reads one value; anything after it (a second value,
+		// garbage) makes the input invalid rather than silently dropped
+		// from the stored copy and the digest.
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("data after the JSON value")
+		}
+	}
+	if err != nil {
 		d := r.Digest(args)
 		s, _ := json.Marshal(fmt.Sprintf("[unparseable %d bytes %s]", len(args), d))
 		return s, d
@@ -104,7 +114,11 @@ func (r *Redactor) redactValue(v any, sensitive bool) any {
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, val := range t {
-			out[k] = r.redactValue(val, sensitive || isSensitiveKey(k))
+			val = r.redactValue(val, sensitive || isSensitiveKey(k))
+			if secretLooking.MatchString(k) { // a credential used as a key
+				k = r.Digest([]byte(k))
+			}
+			out[k] = val
 		}
 		return out
 	case []any:

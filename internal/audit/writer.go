@@ -147,11 +147,16 @@ func (w *Writer) Healthy() bool { return w.healthy.Load() && !w.closing.Load() }
 // Close stops accepting events, commits everything already queued and
 // stops the writer. It returns ctx.Err() if draining outlives ctx.
 func (w *Writer) Close(ctx context.Context) error {
-	if w.closing.Swap(true) {
-		<-w.stopped
-		return nil
+	if !w.closing.Swap(true) {
+		close(w.stop)
 	}
-	close(w.stop)
+	// A second Close (e.g. after the first one's ctx expired) waits for the
+	// same drain, bounded by its own ctx; a finished drain wins over a done ctx.
+	select {
+	case <-w.stopped:
+		return nil
+	default:
+	}
 	select {
 	case <-w.stopped:
 		return nil

@@ -165,7 +165,8 @@ func Default() *Config {
 // form). It does not validate; call Validate after applying flags.
 //
 // Errors: ErrInvalid wrapped with the file name and the offending key for
-// unknown keys, type mismatches and unknown PORTCULLIS_* variables.
+// unknown keys and unknown PORTCULLIS_* variables, the line for YAML type
+// mismatches, and variable and key for malformed PORTCULLIS_* values.
 func Load(path string, environ []string) (*Config, error) {
 	cfg := Default()
 	if path != "" {

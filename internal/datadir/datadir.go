@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -45,9 +46,14 @@ func Ensure(dir string) error {
 
 // LoadOrCreateSecret returns the n random bytes stored in file name inside
 // dir, creating the file (mode 0600, O_EXCL) on first use. created reports
-// whether it was created now. An existing file with group/other access or
-// the wrong length is an error.
+// whether it was created now. An existing file with group/other access,
+// the wrong length, or that is not a regular file (symlink, FIFO,
+// directory) is an error.
 func LoadOrCreateSecret(dir, name string, n int) (secret []byte, created bool, err error) {
+	return loadOrCreateSecret(dir, name, n, true)
+}
+
+func loadOrCreateSecret(dir, name string, n int, retry bool) (secret []byte, created bool, err error) {
 	path := filepath.Join(dir, name)
 	b, err := readPrivate(path)
 	if err == nil {
@@ -64,8 +70,11 @@ func LoadOrCreateSecret(dir, name string, n int) (secret []byte, created bool, e
 		return nil, false, err
 	}
 	if err := WritePrivate(path, b); err != nil {
-		if errors.Is(err, fs.ErrExist) { // lost a race with another process
-			return LoadOrCreateSecret(dir, name, n)
+		// Lost a race with another process: read its secret, once. (An
+		// unbounded retry loops forever on a path that reads as missing
+		// but cannot be created, such as a dangling symlink.)
+		if errors.Is(err, fs.ErrExist) && retry {
+			return loadOrCreateSecret(dir, name, n, false)
 		}
 		return nil, false, err
 	}
@@ -92,12 +101,17 @@ func WritePrivate(path string, data []byte) error {
 	return f.Close()
 }
 
-// ReadPrivate reads a secret file, refusing one accessible to group or others.
+// ReadPrivate reads a secret file (at most 64 KiB), refusing one accessible
+// to group or others, a symbolic link (on Unix, O_NOFOLLOW) and anything
+// that is not a regular file (a FIFO is refused, not waited on).
 func ReadPrivate(path string) ([]byte, error) { return readPrivate(path) }
 
 func readPrivate(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|openFlags, 0)
 	if err != nil {
+		if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, fmt.Errorf("%s: is a symbolic link; refusing to follow it", path)
+		}
 		return nil, err
 	}
 	defer f.Close()
@@ -114,7 +128,7 @@ func readPrivate(path string) ([]byte, error) {
 	const maxSecret = 64 << 10
 	b := make([]byte, min(fi.Size(), maxSecret)+1)
 	n, err := f.Read(b)
-	if err != nil && n == 0 {
+	if err != nil && err != io.EOF { // an empty file reads as 0 bytes, not an error
 		return nil, err
 	}
 	if n > maxSecret {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // maxDepth bounds nesting of argument values.
@@ -90,4 +91,68 @@ func checkTokens(raw []byte) error {
 		}
 	}
 	return nil
+}
+
+// schemaError describes a schema validation failure without the argument
+// values that the validator quotes in its messages (`minLength: "hunter2"
+// contains ...`, `type: map[password:...] has type ...`): the text goes to
+// the client and to the audit log, where sensitive values are stored only
+// as digests (DESIGN §4). What remains names the failing schema location and
+// keyword, e.g. "/properties/password: minLength"; messages that name only
+// properties (required, additional properties, counts) are kept whole.
+func schemaError(err error) string {
+	msg := err.Error()
+	where := ""
+	for {
+		rest, ok := strings.CutPrefix(msg, "validating ")
+		if !ok {
+			break
+		}
+		loc, tail, ok := strings.Cut(rest, ": ")
+		if !ok {
+			break
+		}
+		where, msg = loc, tail
+	}
+	if !hasAnyPrefix(msg, valueFreeSchemaErrors) {
+		kw, _, _ := strings.Cut(msg, ":")
+		if !isKeyword(kw) {
+			kw = "schema violation"
+		}
+		msg = kw
+	}
+	if where == "" || where == "root" {
+		return msg
+	}
+	return where + ": " + msg
+}
+
+// valueFreeSchemaErrors are jsonschema-go messages that quote property
+// names and counts but never argument values.
+var valueFreeSchemaErrors = []string{
+	"required: ", "unexpected additional properties ", "dependentRequired[",
+	"minProperties: ", "maxProperties: ", "minItems: ", "maxItems: ",
+	"minContains: ", "maxContains: ", "uniqueItems: ",
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// isKeyword reports whether s looks like a JSON Schema keyword ("minLength").
+func isKeyword(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') {
+			return false
+		}
+	}
+	return true
 }

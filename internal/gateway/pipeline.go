@@ -141,8 +141,9 @@ func (g *Gateway) validate(_ context.Context, c *call) *refusal {
 			msg: "invalid arguments: must be a JSON object"}
 	}
 	if err := c.entry.schema.Validate(v); err != nil {
+		msg := schemaError(err) // never err.Error(): it quotes argument values
 		return &refusal{code: reason.InvalidArguments, typ: audit.ToolCallRefused,
-			msg: "invalid arguments: " + err.Error(), detail: err.Error()}
+			msg: "invalid arguments: " + msg, detail: msg}
 	}
 	return nil
 }
@@ -151,7 +152,8 @@ func (g *Gateway) auditStart(ctx context.Context, c *call) *refusal {
 	e := g.event(c, audit.ToolCallStart)
 	e.Decision = audit.DecisionAllow
 	e.Status = audit.StatusStarted
-	if err := g.deps.Audit.Emit(ctx, e); err != nil {
+	// A client hanging up must not drop the record (STYLE §6).
+	if err := g.deps.Audit.Emit(context.WithoutCancel(ctx), e); err != nil {
 		g.deps.Logger.Error("audit start failed; call refused", "tool", c.req.Tool, "request_id", c.req.RequestID, "err", err)
 		return &refusal{code: reason.AuditUnavailable, detail: err.Error()}
 	}
@@ -218,7 +220,7 @@ func (g *Gateway) auditEnd(ctx context.Context, c *call) *refusal {
 	}{res.Text, res.Structured}); err == nil {
 		e.ResultDigest = g.deps.Redactor.Digest(b)
 	}
-	if err := g.deps.Audit.Emit(ctx, e); err != nil {
+	if err := g.deps.Audit.Emit(context.WithoutCancel(ctx), e); err != nil {
 		g.deps.Logger.Error("audit end failed; result withheld", "tool", c.req.Tool, "request_id", c.req.RequestID, "err", err)
 		return &refusal{code: reason.AuditUnavailable, detail: err.Error()}
 	}
@@ -287,7 +289,11 @@ func errorResult(code reason.Code, msg string) *tool.Result {
 // cause kept for the audit log only.
 func resultFromError(err error) *tool.Result {
 	if te, ok := tool.AsError(err); ok {
-		r := errorResult(te.Code, te.ClientMessage())
+		code := te.Code
+		if code == "" {
+			code = reason.ToolFailed // a failure always carries a reason code
+		}
+		r := errorResult(code, te.ClientMessage())
 		if te.Err != nil {
 			r.Detail = te.Err.Error()
 		}

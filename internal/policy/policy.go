@@ -108,7 +108,11 @@ func (e *Engine) Decide(p *principal.Principal, action Action, resource string) 
 	if p == nil {
 		return Decision{Reason: reason.PermissionDenied, Rule: "no principal"}
 	}
-	roles := *e.roles.Load()
+	rp := e.roles.Load()
+	if rp == nil { // zero Engine (not built by New): no rules, so deny
+		return Decision{Reason: reason.PermissionDenied, Rule: "default deny"}
+	}
+	roles := *rp
 	var allowedBy string
 	for _, role := range p.Roles {
 		for _, r := range roles[role] {

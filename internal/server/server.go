@@ -226,7 +226,9 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				rid, _ := RequestMeta(r)
+				// requestID runs inside this middleware, so r does not
+				// carry the id; it is in the shared response header.
+				rid := w.Header().Get("X-Request-Id")
 				s.d.Logger.Error("panic in handler", "path", r.URL.Path, "request_id", rid, "panic", v, "stack", string(debug.Stack()))
 				writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal"})
 			}

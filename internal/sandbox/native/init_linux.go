@@ -30,7 +30,10 @@ func Main() {
 	// prctl(NO_NEW_PRIVS) and the capability bounding set are per thread;
 	// the program is forked from this same thread.
 	runtime.LockOSThread()
-	os.Exit(initMain())
+	// Exit directly: the init has nothing to flush, and os.Exit's exit
+	// hooks would, in a -race build, sleep a second (GORACE
+	// atexit_sleep_ms) in every sandbox.
+	unix.Exit(initMain())
 }
 
 const (
@@ -76,6 +79,9 @@ func setup(spec *initSpec) error {
 	if err != nil {
 		return err
 	}
+	if err := disableNestedUserns(); err != nil {
+		return err
+	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make / private: %w", err)
 	}
@@ -94,12 +100,33 @@ func setup(spec *initSpec) error {
 	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=16m,mode=0755"); err != nil {
 		return fmt.Errorf("mount root tmpfs: %w", err)
 	}
-	// Shallow targets first, so deeper ones land inside them.
-	mounts := slices.Clone(spec.Mounts)
-	slices.SortStableFunc(mounts, func(a, b initMount) int {
-		return strings.Count(a.Target, "/") - strings.Count(b.Target, "/")
+	// Shallow targets first, so deeper ones land inside them. At equal
+	// depth the sandbox's own tmpfs mounts (/tmp, the work dir) go first:
+	// a mount at /work/data or /tmp/x must land inside them, not be
+	// hidden under them.
+	type mountOp struct {
+		initMount
+		tmpfs   bool
+		tmpSize int64
+		tmpMode os.FileMode
+	}
+	ops := []mountOp{
+		{initMount: initMount{Target: "/tmp"}, tmpfs: true, tmpSize: spec.TmpSize, tmpMode: 0o1777},
+		{initMount: initMount{Target: spec.Dir}, tmpfs: true, tmpSize: spec.WorkSize, tmpMode: 0o700},
+	}
+	for _, m := range spec.Mounts {
+		ops = append(ops, mountOp{initMount: m})
+	}
+	slices.SortStableFunc(ops, func(a, b mountOp) int {
+		return strings.Count(filepath.Clean(a.Target), "/") - strings.Count(filepath.Clean(b.Target), "/")
 	})
-	for _, m := range mounts {
+	for _, m := range ops {
+		if m.tmpfs {
+			if err := mountTmpfs(root, m.Target, m.tmpSize, m.tmpMode); err != nil {
+				return err
+			}
+			continue
+		}
 		target, err := inRoot(root, m.Target)
 		if err != nil {
 			return err
@@ -119,12 +146,6 @@ func setup(spec *initSpec) error {
 		return err
 	}
 	if err := setupProc(root); err != nil {
-		return err
-	}
-	if err := mountTmpfs(root, "/tmp", spec.TmpSize, 0o1777); err != nil {
-		return err
-	}
-	if err := mountTmpfs(root, spec.Dir, spec.WorkSize, 0o700); err != nil {
 		return err
 	}
 	work := filepath.Join(root, spec.Dir)
@@ -374,6 +395,21 @@ func closeExtraFDs() error {
 			continue
 		}
 		unix.CloseOnExec(fd)
+	}
+	return nil
+}
+
+// disableNestedUserns sets this user namespace's user.max_user_namespaces
+// to 0, so the program cannot create user namespaces of its own (as
+// bubblewrap's --disable-userns does). In one it would hold every
+// capability over new mount and PID namespaces, mount a full procfs
+// (the kernel counts the sandbox's subset=pid /proc as fully visible)
+// and reach kernel interfaces the sandbox hides. The limit belongs to
+// this namespace (the host's is untouched) and binds every process in it;
+// it is written while the host's /proc, which has sys/, is still mounted.
+func disableNestedUserns() error {
+	if err := os.WriteFile("/proc/sys/user/max_user_namespaces", []byte("0\n"), 0); err != nil {
+		return fmt.Errorf("disable nested user namespaces: %w", err)
 	}
 	return nil
 }

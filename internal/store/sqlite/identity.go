@@ -76,6 +76,15 @@ func (db *DB) GrantUserRole(ctx context.Context, userID int64, role string) erro
 		return err
 	}
 	defer tx.Rollback()
+	// Without this check an unknown user surfaces as a raw FOREIGN KEY
+	// error instead of the documented store.ErrNotFound.
+	var exists bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM users WHERE id = ?)`, userID).Scan(&exists); err != nil {
+		return fmt.Errorf("sqlite: grant role: %w", err)
+	}
+	if !exists {
+		return fmt.Errorf("%w: user %d", store.ErrNotFound, userID)
+	}
 	if err := grantRoleTx(ctx, tx, userID, role); err != nil {
 		return err
 	}

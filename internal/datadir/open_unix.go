@@ -1,0 +1,12 @@
+//go:build unix
+
+package datadir
+
+import "syscall"
+
+// openFlags harden opening a secret file: O_NOFOLLOW refuses a symbolic
+// link in the last path component (the secret must be the file in the
+// private data dir, not whatever a link points at), and O_NONBLOCK keeps a
+// FIFO planted at the path from blocking open forever (it is then refused
+// as not a regular file).
+const openFlags = syscall.O_NOFOLLOW | syscall.O_NONBLOCK
