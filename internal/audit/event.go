@@ -26,7 +26,7 @@ const (
 	ToolCallRefused Type = "tool.call.refused" // refused before running: unknown tool, bad arguments
 	PolicyDeny      Type = "policy.deny"       // authorization refused a tools/call
 	AuthFailure     Type = "auth.failure"      // missing, malformed, unknown, revoked or expired credential
-	RequestInvalid  Type = "mcp.request.invalid"
+	RequestInvalid  Type = "request.invalid"   // malformed or refused HTTP/JSON-RPC request of a known principal
 	AdminKeyCreate  Type = "admin.key.create"
 	AdminKeyRevoke  Type = "admin.key.revoke"
 	AdminUserCreate Type = "admin.user.create"

@@ -96,6 +96,10 @@ func NewID() string { return "evt_" + rand.Text() }
 // Cancellation of ctx does not drop the record: the wait is bounded by the
 // writer's CommitTimeout alone (STYLE §6), so a client hanging up cannot
 // cancel its own audit trail.
+//
+// After an ErrUnavailable timeout the event may still be committed later
+// (a record of a refused action, which errs on the side of recording);
+// the writer owns e until then, so callers must not reuse it.
 func (w *Writer) Emit(ctx context.Context, e *Event) error {
 	_ = ctx // deliberately not used for cancellation; see doc comment
 	if w.closing.Load() {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -225,6 +226,8 @@ func (c *Config) Validate() error {
 	}
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 		bad("listen", "must be host:port, got %q", c.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		bad("listen", "port must be a number 0-65535, got %q", port)
 	}
 	for key, p := range map[string]*string{"data_dir": &c.DataDir, "workspace": &c.Workspace} {
 		if *p == "" {
@@ -285,6 +288,8 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
 	}
+	c.Log.Format = strings.ToLower(c.Log.Format)
+	c.Log.Level = strings.ToLower(c.Log.Level)
 	switch c.Log.Format {
 	case "text", "json":
 	default:

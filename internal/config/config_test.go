@@ -354,6 +354,8 @@ func TestValidateErrorsNameKey(t *testing.T) {
 		{"log.level", func(c *config.Config) { c.Log.Level = "verbose" }},
 		{"log.level", func(c *config.Config) { c.Log.Level = "" }},
 		{"log.format", func(c *config.Config) { c.Log.Format = "xml" }},
+		{"listen", func(c *config.Config) { c.Listen = "localhost:abc" }},
+		{"listen", func(c *config.Config) { c.Listen = "127.0.0.1:70000" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {

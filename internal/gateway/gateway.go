@@ -153,10 +153,14 @@ func (g *Gateway) lookup(name string) *entry {
 	return g.tools[name]
 }
 
+// cancelGrace bounds how long Shutdown waits, after cancelling, for calls
+// to return: a tool that ignores cancellation cannot hold shutdown hostage.
+var cancelGrace = 5 * time.Second
+
 // Shutdown stops accepting calls and waits for in-flight calls to finish
-// until ctx is done; then it cancels the remaining calls and waits for
-// them to return (each records its tool.call.end). It returns ctx.Err() if
-// calls had to be cancelled.
+// until ctx is done; then it cancels the remaining calls and waits up to
+// cancelGrace for them to return (each records its tool.call.end). It
+// returns ctx.Err() if calls had to be cancelled.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.closeMu.Lock()
 	select {
@@ -173,7 +177,11 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		g.cancel()
-		<-done
+		select {
+		case <-done:
+		case <-time.After(cancelGrace):
+			g.deps.Logger.Error("calls still running after cancellation; shutting down without them")
+		}
 		return ctx.Err()
 	}
 }

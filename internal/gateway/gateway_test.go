@@ -1179,6 +1179,15 @@ func TestShutdownWaitsForInFlightCall(t *testing.T) {
 	if slow.ran.Load() != slowRan {
 		t.Error("tool ran after Shutdown")
 	}
+	var unavailable int
+	for _, ev := range e.rec.all() {
+		if ev.Type == audit.ToolCallRefused && ev.Reason == reason.Unavailable && ev.Status == audit.StatusRefused {
+			unavailable++
+		}
+	}
+	if unavailable < 2 {
+		t.Errorf("calls refused during shutdown recorded %d tool.call.refused UNAVAILABLE events; want >= 2", unavailable)
+	}
 	if err := e.gw.Shutdown(context.Background()); err != nil {
 		t.Errorf("second Shutdown = %v; want nil", err)
 	}
@@ -1210,8 +1219,39 @@ func TestShutdownExpiredContextCancelsBlockingTool(t *testing.T) {
 	if len(evs) != 2 || evs[1].Type != audit.ToolCallEnd || evs[1].RequestID != "req_block" || evs[1].Status != audit.StatusError {
 		t.Errorf("events when Shutdown returned = %+v; want start and an error tool.call.end for req_block", evs)
 	}
-	if got := <-done; !got.IsError || got.Code == reason.OK {
-		t.Errorf("cancelled call = %+v; want an error result", got)
+	if got := <-done; !got.IsError || got.Code != reason.Cancelled {
+		t.Errorf("cancelled call = %+v; want a CANCELLED error result", got)
+	}
+	if len(evs) == 2 && evs[1].Reason != reason.Cancelled {
+		t.Errorf("tool.call.end reason = %q; want CANCELLED", evs[1].Reason)
+	}
+}
+
+// TestShutdownDoesNotWaitForeverOnStuckTool: a tool that ignores
+// cancellation cannot hold Shutdown past its deadline plus cancelGrace.
+func TestShutdownDoesNotWaitForeverOnStuckTool(t *testing.T) {
+	defer gateway.SetCancelGrace(50 * time.Millisecond)()
+	e := newEnv(t, allow("*"), nil)
+	started, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	e.register(t, newProbe(t, "stuck", `{"type":"object"}`, func(context.Context, json.RawMessage) (*tool.Result, error) {
+		close(started)
+		<-release // ignores ctx
+		return &tool.Result{Text: "late"}, nil
+	}))
+	go e.gw.Call(context.Background(), req("stuck", `{}`))
+	<-started
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.gw.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Shutdown = %v; want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown waited for a tool that ignores cancellation")
 	}
 }
 

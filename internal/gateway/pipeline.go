@@ -80,7 +80,9 @@ func (g *Gateway) StageNames() []string {
 func (g *Gateway) Call(ctx context.Context, req CallRequest) *tool.Result {
 	c := &call{req: req, started: g.deps.Now()}
 	if !g.enter() {
-		return errorResult(reason.Unavailable, "")
+		r := &refusal{code: reason.Unavailable, typ: audit.ToolCallRefused, detail: "gateway shutting down"}
+		g.refuse(c, r)
+		return errorResult(r.code, r.msg)
 	}
 	defer g.inflight.Done()
 	for _, s := range g.stages() {
@@ -176,8 +178,12 @@ func (g *Gateway) execute(ctx context.Context, c *call) *refusal {
 	switch {
 	case err != nil:
 		res = resultFromError(err)
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && res.Code == reason.ToolFailed {
-			res = errorResult(reason.Timeout, "")
+		if res.Code == reason.ToolFailed && ctx.Err() != nil {
+			code := reason.Cancelled // client hung up or the gateway is shutting down
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				code = reason.Timeout
+			}
+			res = errorResult(code, "")
 			res.Detail = err.Error()
 		}
 	case res == nil:

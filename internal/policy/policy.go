@@ -81,7 +81,7 @@ func (e *Engine) Replace(grants []store.Grant) error {
 		}
 		var deny bool
 		switch g.Effect {
-		case EffectAllow, "":
+		case EffectAllow:
 		case EffectDeny:
 			deny = true
 		default:

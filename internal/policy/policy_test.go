@@ -164,6 +164,7 @@ func TestReplaceRejectsInvalidGrantsAndKeepsOldRules(t *testing.T) {
 		{"unclosed class range", allowG("guest", "call", "[a-")},
 		{"trailing backslash", allowG("guest", "call", `read\`)},
 		{"empty pattern", allowG("guest", "call", "")},
+		{"empty effect (must be explicit, never a silent allow)", store.Grant{Role: "guest", Action: "call", Pattern: "*"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"time"
 )
 
@@ -172,6 +173,9 @@ func (s *Spec) Validate() error {
 	}
 	if s.Argv[0][0] != '/' {
 		return fmt.Errorf("%w: argv[0] %q must be absolute", ErrInvalidSpec, s.Argv[0])
+	}
+	if s.Dir != "" && (s.Dir[0] != '/' || s.Dir == "/" || path.Clean(s.Dir) != s.Dir) {
+		return fmt.Errorf("%w: working directory %q must be a clean absolute path other than /", ErrInvalidSpec, s.Dir)
 	}
 	for _, f := range s.Files {
 		if f.Name == "" || f.Name == "." || f.Name == ".." || containsByte(f.Name, '/') || containsByte(f.Name, 0) {

@@ -263,16 +263,44 @@ func (s *Server) bodyLimit(next http.Handler) http.Handler {
 	})
 }
 
-// originCheck refuses cross-origin browser requests (Sec-Fetch-Site /
-// Origin, Go's CrossOriginProtection): a web page must not be able to
-// drive a local gateway (DNS rebinding, CVE-2025-49596 class). The SDK
-// additionally refuses non-loopback Host headers on loopback listeners.
+// originCheck refuses requests a web page could have made: cross-origin
+// browser requests (Sec-Fetch-Site / Origin, Go's CrossOriginProtection)
+// and, on a loopback listener, any Host that is not a loopback name — DNS
+// rebinding (MCP security best practices, CVE-2025-49596 class). It
+// guards every authenticated route, not only /mcp.
 func originCheck(next http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "cross-origin request refused"})
 	}))
-	return cop.Handler(next)
+	return cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && isLoopbackAddr(local) && !isLoopbackHost(r.Host) {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "invalid Host header"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	}))
+}
+
+func isLoopbackAddr(a net.Addr) bool {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.IsLoopback()
+	}
+	return false
+}
+
+// isLoopbackHost reports whether a Host header names the loopback
+// interface: "localhost", 127.0.0.0/8 or ::1, with or without a port.
+func isLoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // authenticate requires a valid bearer credential. Failures get 401 with
@@ -331,7 +359,7 @@ func (s *Server) authFailure(w http.ResponseWriter, r *http.Request, err error, 
 
 // auditBadRequest records protocol-level refusals (malformed JSON-RPC,
 // wrong content type, oversized body, unknown session) of authenticated
-// callers as mcp.request.invalid.
+// callers as request.invalid.
 func (s *Server) auditBadRequest(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w}

@@ -583,6 +583,15 @@ func TestOriginCheck(t *testing.T) {
 			if resp.StatusCode != http.StatusForbidden {
 				t.Fatalf("stateless: status %d, want 403: %s", resp.StatusCode, body)
 			}
+			// The admin API is guarded by our own check, not the SDK's.
+			resp, body = s.request(t, "POST", "/admin/v1/keys", `{"user":"rebound","role":"admin"}`,
+				map[string]string{"Authorization": "Bearer " + s.keys["root"], "Content-Type": "application/json", "Host": h})
+			if resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("admin API: status %d, want 403: %s", resp.StatusCode, body)
+			}
+			if _, err := s.db.UserByName(context.Background(), "rebound"); err == nil {
+				t.Fatal("a rebinding request created an admin user")
+			}
 		})
 	}
 	t.Run("loopback host names pass", func(t *testing.T) {
@@ -682,7 +691,7 @@ func TestSessionHijack(t *testing.T) {
 				t.Fatalf("hijacked session wrote the file (stat %v)", err)
 			}
 			rid := resp.Header.Get("X-Request-Id")
-			e := s.spy.wait(t, "mcp.request.invalid", func(e audit.Event) bool { return e.Type == audit.RequestInvalid && e.RequestID == rid })
+			e := s.spy.wait(t, "request.invalid", func(e audit.Event) bool { return e.Type == audit.RequestInvalid && e.RequestID == rid })
 			if e.Principal != thief {
 				t.Errorf("refusal recorded for %q, want %q", e.Principal, thief)
 			}
@@ -726,7 +735,7 @@ func TestSessionHijack(t *testing.T) {
 }
 
 // TestMalformedRequests: protocol-level garbage from an authenticated
-// principal is refused and audited as mcp.request.invalid with that
+// principal is refused and audited as request.invalid with that
 // principal.
 func TestMalformedRequests(t *testing.T) {
 	s := newStack(t, stackOptions{})
@@ -754,7 +763,7 @@ func TestMalformedRequests(t *testing.T) {
 				t.Fatalf("status %d, want 4xx: %s", resp.StatusCode, body)
 			}
 			rid := resp.Header.Get("X-Request-Id")
-			e := s.spy.wait(t, "mcp.request.invalid", func(e audit.Event) bool { return e.Type == audit.RequestInvalid && e.RequestID == rid })
+			e := s.spy.wait(t, "request.invalid", func(e audit.Event) bool { return e.Type == audit.RequestInvalid && e.RequestID == rid })
 			if e.Principal != "dev" || !slices.Equal(e.Roles, []string{"developer"}) || e.Reason != reason.BadRequest || e.Status != audit.StatusRefused {
 				t.Errorf("event %+v", e)
 			}
@@ -770,7 +779,7 @@ func TestMalformedRequests(t *testing.T) {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
 		rid := resp.Header.Get("X-Request-Id")
-		e := s.spy.wait(t, "mcp.request.invalid", func(e audit.Event) bool { return e.Type == audit.RequestInvalid && e.RequestID == rid })
+		e := s.spy.wait(t, "request.invalid", func(e audit.Event) bool { return e.Type == audit.RequestInvalid && e.RequestID == rid })
 		if e.Principal != "root" {
 			t.Errorf("principal %q", e.Principal)
 		}

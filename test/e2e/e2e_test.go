@@ -340,7 +340,7 @@ func TestBadInput(t *testing.T) {
 	if names := toolNames(t, cs); len(names) == 0 {
 		t.Error("no tools after bad input")
 	}
-	if !has(auditQuery(t, g, "--type", "mcp.request.invalid"), auditEvent{Principal: "dana"}) {
+	if !has(auditQuery(t, g, "--type", "request.invalid"), auditEvent{Principal: "dana"}) {
 		t.Error("bad requests of a known principal were not audited")
 	}
 }

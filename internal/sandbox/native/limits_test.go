@@ -4,6 +4,7 @@ package native
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"strings"
@@ -288,5 +289,23 @@ func TestPeakMemoryReported(t *testing.T) {
 	res := mustSucceed(t, rt, pySpec("b = bytearray(64 << 20)\nfor i in range(0, len(b), 4096):\n    b[i] = 1\n"))
 	if res.PeakMemoryBytes < 64<<20 {
 		t.Errorf("PeakMemoryBytes = %d, want at least %d", res.PeakMemoryBytes, 64<<20)
+	}
+}
+
+// TestUnenforceableLimitsRefused: memory and pids limits need cgroups,
+// which this runtime does not set up yet; asking for one must fail rather
+// than run without it.
+func TestUnenforceableLimitsRefused(t *testing.T) {
+	rt := newRuntime(t)
+	for name, l := range map[string]sandbox.Limits{
+		"memory": {WallTime: time.Second, MemoryBytes: 64 << 20},
+		"pids":   {WallTime: time.Second, Pids: 10},
+	} {
+		t.Run(name, func(t *testing.T) {
+			res, err := rt.Run(context.Background(), &sandbox.Spec{Argv: []string{"/bin/true"}, Limits: l})
+			if !errors.Is(err, sandbox.ErrUnavailable) || res != nil {
+				t.Fatalf("Run = %v, %v; want ErrUnavailable and no result", res, err)
+			}
+		})
 	}
 }

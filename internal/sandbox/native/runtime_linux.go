@@ -199,6 +199,10 @@ func (r *Runtime) Run(ctx context.Context, spec *sandbox.Spec) (*sandbox.Result,
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
+	if spec.Limits.MemoryBytes > 0 || spec.Limits.Pids > 0 {
+		// Refuse rather than run without a limit the caller asked for.
+		return nil, fmt.Errorf("%w: memory and pids limits need cgroups, which this runtime does not set up yet", sandbox.ErrUnavailable)
+	}
 	is := r.initSpec(spec)
 	mountFiles, err := r.openMounts(spec, is)
 	if err != nil {

@@ -144,6 +144,9 @@ func (db *DB) CreateAPIKey(ctx context.Context, k store.APIKey) error {
 	if isUnique(err) {
 		return fmt.Errorf("%w: api key", store.ErrConflict)
 	}
+	if err != nil && strings.Contains(err.Error(), "FOREIGN KEY constraint failed") {
+		return fmt.Errorf("%w: user %d", store.ErrNotFound, k.UserID)
+	}
 	if err != nil {
 		return fmt.Errorf("sqlite: create api key: %w", err)
 	}

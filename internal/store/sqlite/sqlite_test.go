@@ -461,8 +461,8 @@ func TestAPIKeys(t *testing.T) {
 
 	t.Run("unknown user", func(t *testing.T) {
 		k := newKey("key_orphan", alice.ID+99, c.Now())
-		if err := db.CreateAPIKey(ctx, k); err == nil {
-			t.Error("CreateAPIKey for a user that does not exist succeeded")
+		if err := db.CreateAPIKey(ctx, k); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("CreateAPIKey for a user that does not exist = %v, want ErrNotFound", err)
 		}
 	})
 
