@@ -28,9 +28,9 @@ import (
 	"github.com/portcullis/portcullis/internal/tool"
 )
 
-// traversalDir holds the shared traversal payload lists (see
-// shared/testdata/README.md); CI checks shared/ out beside the project.
-const traversalDir = "../../../../shared/testdata/traversal"
+// traversalDir holds the traversal payload lists, copied with attribution
+// from shared/testdata/traversal (see testdata/traversal/README.md).
+const traversalDir = "testdata/traversal"
 
 // callTimeout bounds every call in the attack suite: a tool that blocks
 // (for example opening a FIFO) fails the test instead of hanging it.
@@ -401,7 +401,7 @@ func corpusPayloads(t testing.TB) map[string][]string {
 	files, err := filepath.Glob(filepath.Join(traversalDir, "*.txt"))
 	if err != nil || len(files) == 0 {
 		abs, _ := filepath.Abs(traversalDir)
-		t.Fatalf("traversal corpus missing: no *.txt in %s (%v); shared/testdata must be checked out beside the project", abs, err)
+		t.Fatalf("traversal corpus missing: no *.txt in %s (%v); the corpus is part of the repository", abs, err)
 	}
 	out := map[string][]string{}
 	for _, file := range files {
