@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -65,7 +66,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, er
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, cfg.DataDir+"/"+datadir.DatabaseFile, sqlite.Options{Logger: log})
+	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, datadir.DatabaseFile), sqlite.Options{Logger: log})
 	if err != nil {
 		return nil, err
 	}
