@@ -43,9 +43,13 @@ const (
 
 func initMain() int {
 	status := os.NewFile(statusFD, "status")
+	var spec initSpec
 	report := func(st initStatus) int {
 		_ = json.NewEncoder(status).Encode(st)
 		status.Close()
+		if initExitHook != nil {
+			initExitHook(&spec)
+		}
 		return 0
 	}
 	// Signals from inside the sandbox must not stop the init: handle them
@@ -59,7 +63,6 @@ func initMain() int {
 		}
 	}()
 
-	var spec initSpec
 	specFile := os.NewFile(specFD, "spec")
 	if err := json.NewDecoder(io.LimitReader(specFile, 64<<20)).Decode(&spec); err != nil {
 		return report(initStatus{SetupError: "read spec: " + err.Error()})

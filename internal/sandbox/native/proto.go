@@ -39,6 +39,9 @@ type initSpec struct {
 	FSize    uint64        `json:"fsize,omitempty"`
 	NoFile   uint64        `json:"nofile,omitempty"`
 	Hostname string        `json:"hostname"`
+	// CoverFD is a directory descriptor for coverage data (this
+	// package's tests only; see coverage.go). Zero otherwise.
+	CoverFD int `json:"cover_fd,omitempty"`
 }
 
 type initFile struct {

@@ -213,6 +213,14 @@ func (r *Runtime) Run(ctx context.Context, spec *sandbox.Spec) (*sandbox.Result,
 			f.Close()
 		}
 	}()
+	var coverDir *os.File
+	if testCoverDir != "" && testInitCoverDir != "" {
+		if coverDir, err = os.Open(testInitCoverDir); err != nil {
+			return nil, err
+		}
+		is.CoverFD = firstMountFD + len(mountFiles)
+		mountFiles = append(mountFiles, coverDir)
+	}
 	payload, err := json.Marshal(is)
 	if err != nil {
 		return nil, fmt.Errorf("%w: encode spec: %w", sandbox.ErrSetup, err)
@@ -242,7 +250,7 @@ func (r *Runtime) Run(ctx context.Context, spec *sandbox.Spec) (*sandbox.Result,
 	cmd := &exec.Cmd{
 		Path:       r.cfg.Executable,
 		Args:       []string{"portcullis-sandbox-init", InitArg},
-		Env:        []string{},
+		Env:        []string{}, // nothing of the gateway's environment
 		Stdin:      bytes.NewReader(spec.Stdin),
 		Stdout:     stdout,
 		Stderr:     stderr,
@@ -303,6 +311,11 @@ func (r *Runtime) Run(ctx context.Context, spec *sandbox.Spec) (*sandbox.Result,
 			return res, nil
 		}
 		return nil, fmt.Errorf("%w: init exited without status (%v)", sandbox.ErrSetup, waitErr)
+	}
+	if coverDir != nil {
+		if err := collectCoverage(cmd.Process.Pid); err != nil {
+			r.log.Warn("collecting sandbox init coverage", "err", err)
+		}
 	}
 	if st.SetupError != "" {
 		return nil, fmt.Errorf("%w: %s", sandbox.ErrSetup, st.SetupError)
