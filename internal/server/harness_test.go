@@ -156,7 +156,7 @@ func (f *fakeReady) set(err error) {
 // the store's default grants, file tools, MCP server, admin API) behind
 // server.Handler.
 type stack struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	db     *sqlite.DB
 	spy    *spyEmitter
@@ -189,7 +189,7 @@ var users = map[string]string{
 	"rex":     "guest",
 }
 
-func newStack(t *testing.T, o stackOptions) *stack {
+func newStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
 	if o.maxBody == 0 {
 		o.maxBody = 64 << 10
@@ -288,6 +288,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		s.url, s.ts = ts.URL, ts
 	}
 	t.Cleanup(func() {
+		srv.CloseSessions() // sessions opened by the test, with or without an HTTP server
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		gw.Shutdown(sctx)

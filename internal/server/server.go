@@ -198,11 +198,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- s.http.Shutdown(ctx) }()
 	s.stop() // end hanging SSE streams so Shutdown does not wait for them
+	s.closeSessions()
 	select {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
 		return errors.Join(ctx.Err(), s.http.Close())
+	}
+}
+
+// closeSessions ends every MCP session (2025-11-25 sessions otherwise live
+// until their idle timeout, holding goroutines).
+func (s *Server) closeSessions() {
+	for ss := range s.d.MCP.Sessions() {
+		_ = ss.Close()
 	}
 }
 
