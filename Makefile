@@ -41,7 +41,7 @@ test: lint unit cover e2e fuzz-smoke
 lint: fmt-check vet staticcheck gosec nosec modverify vulncheck secrets
 
 fmt-check:
-	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	@unformatted=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi; \
 	echo "gofmt: clean"
 
