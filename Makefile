@@ -84,6 +84,11 @@ e2e:
 fuzz-smoke:
 	@FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz-smoke.sh
 
+.PHONY: bench-sandbox
+## bench-sandbox: sandbox overhead vs bare and bubblewrap (root; not part of test)
+bench-sandbox:
+	@GO=$(GO) scripts/bench-sandbox.sh
+
 tools: $(STATICCHECK) $(GOSEC) $(GOVULNCHECK) $(GITLEAKS)
 
 $(STATICCHECK):

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -34,14 +33,16 @@ var Version = "0.1.0-dev"
 
 // App is an assembled gateway.
 type App struct {
-	Config    *config.Config
-	Log       *slog.Logger
-	Store     store.Store
-	Audit     *audit.Writer
-	Redactor  *audit.Redactor
-	Authn     *authn.Authenticator
-	Policy    *policy.Engine
-	Gateway   *gateway.Gateway
+	Config   *config.Config
+	Log      *slog.Logger
+	Store    store.Store
+	Audit    *audit.Writer
+	Redactor *audit.Redactor
+	Authn    *authn.Authenticator
+	Policy   *policy.Engine
+	Gateway  *gateway.Gateway
+	// Sandbox is the native runtime, nil when sandboxed tools are not offered.
+	Sandbox   *native.Runtime
 	workspace *files.Workspace
 }
 
@@ -121,10 +122,27 @@ func (a *App) registerTools(ctx context.Context) error {
 	py, err := a.pythonTool(ctx)
 	if err != nil {
 		// Fail closed: without the sandbox the tool is not offered at all.
+		if cfg.Mode == config.ModeProduction {
+			return fmt.Errorf("production mode: execute_python needs the sandbox: %w (see `portcullis doctor`; sandbox.allow_degraded tolerates missing mechanisms)", err)
+		}
 		a.Log.Warn("execute_python is NOT available: "+err.Error(), "hint", "run as root on Linux with python3 installed; see `portcullis doctor`")
 		return nil
 	}
 	return a.Gateway.Register(py)
+}
+
+// NewSandbox returns the native runtime configured by cfg.
+func NewSandbox(cfg *config.Config, log *slog.Logger) (*native.Runtime, error) {
+	pool := cfg.Sandbox.PoolSize
+	if pool == 0 {
+		pool = -1 // native: negative disables
+	}
+	return native.New(native.Config{
+		ReadOnlyPaths:  cfg.Sandbox.ReadOnlyPaths,
+		DefaultTmpSize: cfg.Sandbox.TmpSizeBytes,
+		PoolSize:       pool,
+		AllowDegraded:  cfg.Sandbox.AllowDegraded,
+	}, log)
 }
 
 func (a *App) pythonTool(ctx context.Context) (*python.Tool, error) {
@@ -133,20 +151,33 @@ func (a *App) pythonTool(ctx context.Context) (*python.Tool, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt, err := native.New(native.Config{ReadOnlyPaths: cfg.Sandbox.ReadOnlyPaths, DefaultTmpSize: cfg.Sandbox.TmpSizeBytes},
-		a.Log.With("component", "sandbox"))
+	level, err := sandbox.ParseLevel(cfg.Python.Level)
 	if err != nil {
 		return nil, err
 	}
-	return python.New(python.Config{
+	rt, err := NewSandbox(cfg, a.Log.With("component", "sandbox"))
+	if err != nil {
+		return nil, err
+	}
+	rep := rt.Report()
+	a.Log.Info("sandbox ready", "seccomp", rep.Seccomp, "landlock_abi", rep.LandlockABI,
+		"cgroups", fmt.Sprint(rep.Cgroups.Controllers), "memfd", rep.Memfd, "pool", rep.PoolSize, "degraded", rep.Degraded)
+	t, err := python.New(python.Config{
 		Interpreter:    in,
 		Timeout:        cfg.Python.Timeout,
 		MaxTimeout:     cfg.Python.MaxTimeout,
 		MaxOutputBytes: cfg.Python.MaxOutputBytes,
 		MaxCodeBytes:   cfg.Python.MaxCodeBytes,
-		Level:          sandbox.LevelMaximum,
-		Limits:         sandbox.Limits{CPUTime: 30 * time.Second, FileSizeBytes: 64 << 20, OpenFiles: 256},
+		Level:          level,
+		Limits: sandbox.Limits{MemoryBytes: cfg.Python.MemoryBytes, CPUTime: cfg.Python.CPUTime,
+			Pids: cfg.Python.Pids},
 	}, rt)
+	if err != nil {
+		rt.Close()
+		return nil, err
+	}
+	a.Sandbox = rt
+	return t, nil
 }
 
 // MCPServer returns an MCP server for this gateway with the given way of
@@ -175,6 +206,9 @@ func (a *App) Close(ctx context.Context) error {
 	}
 	if a.workspace != nil {
 		errs = append(errs, a.workspace.Close())
+	}
+	if a.Sandbox != nil {
+		errs = append(errs, a.Sandbox.Close())
 	}
 	if a.Store != nil {
 		errs = append(errs, a.Store.Close())

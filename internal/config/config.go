@@ -100,6 +100,14 @@ type PythonConfig struct {
 	MaxOutputBytes int64 `yaml:"max_output_bytes"`
 	// MaxCodeBytes caps the code argument.
 	MaxCodeBytes int64 `yaml:"max_code_bytes"`
+	// Level is the sandbox security level: maximum (default), strict,
+	// standard or minimal (DESIGN §5).
+	Level string `yaml:"level"`
+	// MemoryBytes, CPUTime and Pids bound one run (the seed's limits by
+	// default: 512 MiB, 30 s, 10 processes and threads).
+	MemoryBytes int64         `yaml:"memory_bytes"`
+	CPUTime     time.Duration `yaml:"cpu_time"`
+	Pids        int           `yaml:"pids"`
 }
 
 // SandboxConfig configures the native sandbox runtime.
@@ -108,6 +116,14 @@ type SandboxConfig struct {
 	ReadOnlyPaths []string `yaml:"read_only_paths"`
 	// TmpSizeBytes caps the sandbox's /tmp tmpfs.
 	TmpSizeBytes int64 `yaml:"tmp_size_bytes"`
+	// PoolSize is the number of warm sandboxes kept ready per mount layout
+	// (0 disables the pool).
+	PoolSize int `yaml:"pool_size"`
+	// AllowDegraded runs sandboxes even when a required mechanism
+	// (seccomp, cgroups, the memfd copy of the init) is missing. Off by
+	// default: without it the gateway refuses to offer sandboxed tools.
+	// Every missing mechanism is logged as an error at start.
+	AllowDegraded bool `yaml:"allow_degraded"`
 }
 
 // AuditConfig configures the audit writer.
@@ -151,10 +167,15 @@ func Default() *Config {
 			MaxTimeout:     60 * time.Second,
 			MaxOutputBytes: 64 << 10,
 			MaxCodeBytes:   256 << 10,
+			Level:          "maximum",
+			MemoryBytes:    512 << 20,
+			CPUTime:        30 * time.Second,
+			Pids:           10,
 		},
 		Sandbox: SandboxConfig{
 			ReadOnlyPaths: []string{"/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/alternatives"},
 			TmpSizeBytes:  64 << 20,
+			PoolSize:      2,
 		},
 		Audit: AuditConfig{CommitTimeout: 5 * time.Second, QueueSize: 4096, MaxBatch: 512},
 		Log:   LogConfig{Level: "info", Format: "text"},
@@ -268,7 +289,18 @@ func (c *Config) Validate() error {
 	if c.Python.Interpreter != "" && !filepath.IsAbs(c.Python.Interpreter) {
 		bad("python.interpreter", "must be an absolute path, got %q", c.Python.Interpreter)
 	}
+	switch c.Python.Level {
+	case "maximum", "strict", "standard", "minimal":
+	default:
+		bad("python.level", "must be maximum, strict, standard or minimal, got %q", c.Python.Level)
+	}
+	positive("python.memory_bytes", c.Python.MemoryBytes)
+	positiveDur("python.cpu_time", c.Python.CPUTime)
+	positive("python.pids", int64(c.Python.Pids))
 	positive("sandbox.tmp_size_bytes", c.Sandbox.TmpSizeBytes)
+	if c.Sandbox.PoolSize < 0 || c.Sandbox.PoolSize > 64 {
+		bad("sandbox.pool_size", "must be 0-64, got %d", c.Sandbox.PoolSize)
+	}
 	for _, p := range c.Sandbox.ReadOnlyPaths {
 		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
 			bad("sandbox.read_only_paths", "%q must be a clean absolute path", p)

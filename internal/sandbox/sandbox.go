@@ -24,7 +24,15 @@ var (
 	ErrSetup = errors.New("sandbox setup failed")
 )
 
-// Level is a named isolation preset (DESIGN §5).
+// Level is a named isolation preset (DESIGN §5, seed 004): it sets the
+// default limits, the system-call filter, what may be executed and how
+// many violations a plugin may commit before quarantine.
+//
+//	level     processes             syscalls                    quarantine after
+//	maximum   no fork or exec       minimal allow-list          1 violation
+//	strict    limited               allow-list                  3
+//	standard  limited               larger allow-list           5
+//	minimal   allowed               deny dangerous only         10
 type Level string
 
 // Security levels, strictest first.
@@ -34,6 +42,56 @@ const (
 	LevelStandard Level = "standard"
 	LevelMinimal  Level = "minimal"
 )
+
+// Levels lists the levels, strictest first.
+var Levels = []Level{LevelMaximum, LevelStrict, LevelStandard, LevelMinimal}
+
+// ParseLevel parses a level name; "" means maximum.
+func ParseLevel(s string) (Level, error) {
+	if s == "" {
+		return LevelMaximum, nil
+	}
+	for _, l := range Levels {
+		if string(l) == s {
+			return l, nil
+		}
+	}
+	return "", fmt.Errorf("%w: unknown security level %q (want maximum, strict, standard or minimal)", ErrInvalidSpec, s)
+}
+
+// Defaults returns the level's default limits.
+func (l Level) Defaults() Limits {
+	const MiB, GiB = 1 << 20, 1 << 30
+	switch l {
+	case LevelStrict:
+		return Limits{WallTime: time.Minute, CPUTime: time.Minute, MemoryBytes: GiB, Pids: 64,
+			FileSizeBytes: 256 * MiB, OpenFiles: 1024, OutputBytes: 4 * MiB, CPUs: 1}
+	case LevelStandard:
+		return Limits{WallTime: 5 * time.Minute, CPUTime: 5 * time.Minute, MemoryBytes: 2 * GiB, Pids: 256,
+			FileSizeBytes: GiB, OpenFiles: 4096, OutputBytes: 16 * MiB, CPUs: 2}
+	case LevelMinimal:
+		return Limits{WallTime: time.Hour, CPUTime: time.Hour, MemoryBytes: 4 * GiB, Pids: 1024,
+			FileSizeBytes: 4 * GiB, OpenFiles: 16384, OutputBytes: 64 * MiB, CPUs: 2}
+	default: // maximum: the seed's execute_python limits
+		return Limits{WallTime: 30 * time.Second, CPUTime: 30 * time.Second, MemoryBytes: 512 * MiB, Pids: 10,
+			FileSizeBytes: 64 * MiB, OpenFiles: 256, OutputBytes: MiB, CPUs: 1}
+	}
+}
+
+// QuarantineAfter is how many violations a plugin at this level may
+// commit before it is quarantined (DESIGN §5).
+func (l Level) QuarantineAfter() int {
+	switch l {
+	case LevelStrict:
+		return 3
+	case LevelStandard:
+		return 5
+	case LevelMinimal:
+		return 10
+	default:
+		return 1
+	}
+}
 
 // Mount makes a host path visible inside the sandbox.
 type Mount struct {
@@ -62,6 +120,36 @@ type Limits struct {
 	FileSizeBytes int64         // RLIMIT_FSIZE
 	OpenFiles     int           // RLIMIT_NOFILE
 	OutputBytes   int64         // cap on stdout and on stderr, each
+	CPUs          float64       // CPU bandwidth in cores (cgroup cpu quota)
+}
+
+// WithDefaults returns l with every zero field taken from d.
+func (l Limits) WithDefaults(d Limits) Limits {
+	if l.WallTime <= 0 {
+		l.WallTime = d.WallTime
+	}
+	if l.CPUTime <= 0 {
+		l.CPUTime = d.CPUTime
+	}
+	if l.MemoryBytes <= 0 {
+		l.MemoryBytes = d.MemoryBytes
+	}
+	if l.Pids <= 0 {
+		l.Pids = d.Pids
+	}
+	if l.FileSizeBytes <= 0 {
+		l.FileSizeBytes = d.FileSizeBytes
+	}
+	if l.OpenFiles <= 0 {
+		l.OpenFiles = d.OpenFiles
+	}
+	if l.OutputBytes <= 0 {
+		l.OutputBytes = d.OutputBytes
+	}
+	if l.CPUs <= 0 {
+		l.CPUs = d.CPUs
+	}
+	return l
 }
 
 // NetworkMode selects the sandbox's network.
@@ -190,12 +278,18 @@ func (s *Spec) Validate() error {
 	switch s.Network.Mode {
 	case "", NetworkNone:
 	case NetworkProxy:
-		return fmt.Errorf("%w: network mode %q not supported yet", ErrInvalidSpec, s.Network.Mode)
+		if s.Network.ProxyAddr == "" {
+			return fmt.Errorf("%w: network mode proxy needs a proxy address", ErrInvalidSpec)
+		}
 	default:
 		return fmt.Errorf("%w: unknown network mode %q", ErrInvalidSpec, s.Network.Mode)
 	}
-	if s.Limits.WallTime <= 0 {
-		return fmt.Errorf("%w: a wall-time limit is required", ErrInvalidSpec)
+	if s.Limits.WallTime < 0 || s.Limits.CPUTime < 0 || s.Limits.MemoryBytes < 0 || s.Limits.Pids < 0 ||
+		s.Limits.FileSizeBytes < 0 || s.Limits.OpenFiles < 0 || s.Limits.OutputBytes < 0 || s.Limits.CPUs < 0 {
+		return fmt.Errorf("%w: negative limit", ErrInvalidSpec)
+	}
+	if _, err := ParseLevel(string(s.Level)); err != nil {
+		return err
 	}
 	return nil
 }

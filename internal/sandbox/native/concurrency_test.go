@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/portcullis/portcullis/internal/sandbox"
 )
 
 // TestConcurrentRunsIsolated starts 8 runs at once, each writing a file
@@ -23,7 +25,7 @@ func TestConcurrentRunsIsolated(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			spec := shSpec(`touch /tmp/run-$1 /work/run-$1 && sleep 0.2 && ls /tmp /work`)
+			spec := atLevel(sandbox.LevelStrict, shSpec(`touch /tmp/run-$1 /work/run-$1 && sleep 0.2 && ls /tmp /work`))
 			spec.Argv = append(spec.Argv, "sh", fmt.Sprint(i))
 			res, err := rt.Run(t.Context(), spec)
 			if err != nil {

@@ -16,7 +16,7 @@ import (
 // never run. When the package's tests run with -cover (main_test.go) they
 // set testCoverDir to the run's coverage directory and testInitCoverDir
 // to a directory the init can write; the parent passes the latter to the
-// init as a descriptor (initSpec.CoverFD), the init writes its coverage
+// init as a descriptor (baseSpec.CoverFD), the init writes its coverage
 // data there through /proc/self/fd/N on its way out (initExitHook), and
 // the parent moves the files next to the test binary's own, where
 // `go test -cover` merges them (same binary, same meta-data hash).
@@ -26,8 +26,8 @@ var (
 	testCoverDir     string
 	testInitCoverDir string
 	// initExitHook, if set, runs in the init after it has reported its
-	// status, just before it exits.
-	initExitHook func(spec *initSpec)
+	// status, just before it exits, with baseSpec.CoverFD.
+	initExitHook func(coverFD int)
 )
 
 // collectCoverage moves the coverage files inits wrote into testCoverDir.

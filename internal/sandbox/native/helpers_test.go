@@ -11,12 +11,17 @@ import (
 	"log/slog"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/portcullis/portcullis/internal/sandbox"
 )
@@ -35,16 +40,36 @@ const (
 // their own; reaching it is a test failure, never a measurement.
 const testWall = 30 * time.Second
 
+// newRuntime returns a runtime with the default warm pool, closed when
+// the test ends.
 func newRuntime(t testing.TB) *Runtime {
 	t.Helper()
-	rt, err := New(Config{ReadOnlyPaths: systemPaths}, slog.New(slog.DiscardHandler))
+	return newRuntimeWith(t, Config{})
+}
+
+// newRuntimeWith returns a runtime for cfg (with the test system paths),
+// closed when the test ends.
+func newRuntimeWith(t testing.TB, cfg Config) *Runtime {
+	t.Helper()
+	cfg.ReadOnlyPaths = systemPaths
+	rt, err := New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(func() { rt.Close() })
 	return rt
 }
 
-// shSpec runs script with /bin/sh -c.
+// atLevel sets spec's security level. Specs run at maximum unless a test
+// says otherwise; tests that need a shell pipeline, a subprocess or exec
+// name strict (or a looser level) with it.
+func atLevel(level sandbox.Level, spec *sandbox.Spec) *sandbox.Spec {
+	spec.Level = level
+	return spec
+}
+
+// shSpec runs script with /bin/sh -c (at maximum: the shell itself may
+// run, but it cannot fork or exec anything else).
 func shSpec(script string) *sandbox.Spec {
 	return &sandbox.Spec{
 		Argv:   []string{shell, "-c", script},
@@ -202,4 +227,198 @@ func violationCodes(r *sandbox.Result) []sandbox.ViolationCode {
 		out = append(out, v.Code)
 	}
 	return out
+}
+
+// wantSeccompKill requires that the program was killed by the seccomp
+// filter before it could print anything: SIGSYS, exit -1, the single
+// violation SECCOMP_KILL.
+func wantSeccompKill(t testing.TB, res *sandbox.Result) {
+	t.Helper()
+	if res.Signal != "SIGSYS" || res.ExitCode != -1 {
+		t.Errorf("exit %d signal %q, want -1 SIGSYS (stdout %q, stderr %q)", res.ExitCode, res.Signal, res.Stdout, res.Stderr)
+	}
+	if diff := cmp.Diff([]sandbox.ViolationCode{sandbox.ViolationSeccompKill}, violationCodes(res)); diff != "" {
+		t.Errorf("violations (-want +got):\n%s", diff)
+	}
+	if len(res.Stdout) != 0 {
+		t.Errorf("the program went on after the refused call: stdout %q", res.Stdout)
+	}
+}
+
+// hostPID returns the host pid of the one process whose command line
+// contains tok, waiting until it runs.
+func hostPID(t testing.TB, tok string) int {
+	t.Helper()
+	var procs []hostProc
+	waitFor(t, "the sandboxed process to run", func() bool {
+		procs = hostProcsWith(t, tok)
+		return len(procs) == 1
+	})
+	return procs[0].PID
+}
+
+// hostStatusField returns a field of the host's /proc/<pid>/status.
+func hostStatusField(t testing.TB, pid int, field string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && k == field {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("/proc/%d/status has no %s", pid, field)
+	return ""
+}
+
+// background starts a run and returns a function that cancels it and
+// returns its result. The run must still be going when it is cancelled.
+func background(t testing.TB, rt *Runtime, spec *sandbox.Spec) (stop func() *sandbox.Result) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	type outcome struct {
+		res *sandbox.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := rt.Run(ctx, spec)
+		done <- outcome{res, err}
+	}()
+	stopped := false
+	stop = func() *sandbox.Result {
+		t.Helper()
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		o := <-done
+		if o.err != nil {
+			t.Fatalf("Run(%q): %v", spec.Argv, o.err)
+		}
+		if !o.res.Has(sandbox.ViolationCancelled) {
+			t.Fatalf("run of %q ended before it was cancelled: exit %d violations %v stderr %s",
+				spec.Argv, o.res.ExitCode, o.res.Violations, o.res.Stderr)
+		}
+		return o.res
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// Syscall probes. sysprobe (testdata/sysprobe) is a static Go program that
+// makes one raw system call named on its command line and prints
+// "ret=N" or "errno=NAME". It is built once per test binary and mounted
+// read-only at /probe.
+var (
+	sysprobeOnce sync.Once
+	sysprobeDir  string
+	sysprobeErr  error
+)
+
+const sysprobePath = "/probe/sysprobe"
+
+// buildSysprobe builds testdata/sysprobe (CGO_ENABLED=0: a static binary
+// that needs no ELF interpreter) into a directory the sandbox user can
+// read. removeSysprobe (TestMain) deletes it.
+func buildSysprobe(t testing.TB) string {
+	t.Helper()
+	sysprobeOnce.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil && os.Getenv("GOROOT") != "" {
+			goTool, err = filepath.Join(os.Getenv("GOROOT"), "bin", "go"), nil
+		}
+		if err != nil {
+			sysprobeErr = fmt.Errorf("building testdata/sysprobe needs the go command: %w", err)
+			return
+		}
+		dir, err := os.MkdirTemp("", "portcullis-sysprobe-")
+		if err != nil {
+			sysprobeErr = err
+			return
+		}
+		sysprobeDir = dir
+		if err := os.Chmod(dir, 0o755); err != nil {
+			sysprobeErr = err
+			return
+		}
+		cmd := exec.Command(goTool, "build", "-trimpath", "-o", filepath.Join(dir, "sysprobe"), "./testdata/sysprobe")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			sysprobeErr = fmt.Errorf("go build ./testdata/sysprobe: %v\n%s", err, out)
+		}
+	})
+	if sysprobeErr != nil {
+		t.Fatal(sysprobeErr)
+	}
+	return sysprobeDir
+}
+
+func removeSysprobe() {
+	if sysprobeDir != "" {
+		os.RemoveAll(sysprobeDir)
+	}
+}
+
+// probeSpec runs sysprobe with args at level.
+func probeSpec(t testing.TB, level sandbox.Level, args ...string) *sandbox.Spec {
+	t.Helper()
+	dir := buildSysprobe(t)
+	return &sandbox.Spec{
+		Argv:   append([]string{sysprobePath}, args...),
+		Mounts: []sandbox.Mount{{Source: dir, Target: "/probe"}},
+		Limits: sandbox.Limits{WallTime: testWall},
+		Level:  level,
+	}
+}
+
+// probeOutput runs sysprobe, requires a normal exit and returns its one
+// line ("ret=N" or "errno=NAME").
+func probeOutput(t testing.TB, rt *Runtime, level sandbox.Level, args ...string) string {
+	t.Helper()
+	res := mustSucceed(t, rt, probeSpec(t, level, args...))
+	return strings.TrimSpace(string(res.Stdout))
+}
+
+// pyLibc is a python prelude for raw system calls through ctypes:
+// sys_call(nr, *args) returns the result or the errno name. Every
+// argument is passed as a C long (a variadic int would leave the upper
+// half of its register undefined).
+const pyLibc = `
+import ctypes, errno, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def sys_call(nr, *args):
+    a = [x if isinstance(x, (bytes, ctypes.Array)) else ctypes.c_long(x) for x in args]
+    r = libc.syscall(ctypes.c_long(nr), *a)
+    if r < 0:
+        return errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+    return r
+`
+
+// sysNR returns the number of a system call on this architecture, from
+// the table the filters are built with.
+func sysNR(t testing.TB, name string) uint32 {
+	t.Helper()
+	a, err := archInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, ok := a.SyscallNames[name]
+	if !ok {
+		t.Fatalf("no system call %s on %s", name, a.Name)
+	}
+	return uint32(n)
+}
+
+// needAMD64 skips tests that use x86_64 system call numbers, ioctl
+// request values or ABIs.
+func needAMD64(t testing.TB) {
+	t.Helper()
+	if runtime.GOARCH != "amd64" {
+		t.Skipf("uses x86_64 system call numbers and ABIs; this is %s", runtime.GOARCH)
+	}
 }

@@ -3,18 +3,17 @@
 package native
 
 import (
-	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/portcullis/portcullis/internal/sandbox"
 )
 
 // TestEnvIsExactlySpecEnv checks nothing of the gateway's environment
@@ -85,8 +84,7 @@ func TestNoInheritedFDs(t *testing.T) {
 	}
 
 	rt := newRuntime(t)
-	spec := shSpec(`ls -l /proc/self/fd/`)
-	spec.Mounts = nil
+	spec := atLevel(sandbox.LevelStrict, shSpec(`ls -l /proc/self/fd/`))
 	res := mustSucceed(t, rt, spec)
 	fds := map[int]string{}
 	for _, line := range strings.Split(string(res.Stdout), "\n") {
@@ -119,129 +117,9 @@ func TestNoInheritedFDs(t *testing.T) {
 	}
 }
 
-// TestNetworkIsolated starts a listener on every host address and tries
-// to reach it from the sandbox by loopback, by the host's own address
-// and through an abstract unix socket: the network namespace has only a
-// loopback device that is down, so every attempt fails and the listener
-// never sees a connection.
-func TestNetworkIsolated(t *testing.T) {
-	ln, err := net.Listen("tcp4", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	abstract := "@portcullis-test-" + token(t)
-	uln, err := net.Listen("unix", abstract)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	accepted := 0
-	var wg sync.WaitGroup
-	for _, l := range []net.Listener{ln, uln} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				accepted++
-				mu.Unlock()
-				c.Close()
-			}
-		}()
-	}
-	defer func() {
-		ln.Close()
-		uln.Close()
-		wg.Wait()
-	}()
-	// Positive control: the listeners do answer on the host.
-	for _, a := range [][2]string{{"tcp4", fmt.Sprintf("127.0.0.1:%d", port)}, {"unix", abstract}} {
-		c, err := net.Dial(a[0], a[1])
-		if err != nil {
-			t.Fatalf("host dial %s: %v", a[1], err)
-		}
-		c.Close()
-	}
-	waitFor(t, "the host's own connections", func() bool { mu.Lock(); defer mu.Unlock(); return accepted == 2 })
-
-	targets := []string{"127.0.0.1"}
-	if ip := hostIPv4(t); ip != "" {
-		targets = append(targets, ip)
-	}
-	rt := newRuntime(t)
-	spec := pySpec(pyProbe + `
-import socket, fcntl, struct
-port, abstract, targets = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-res = {}
-for ip in targets:
-    s = socket.socket()
-    s.settimeout(5)
-    try:
-        s.connect((ip, port))
-        res["tcp " + ip] = "connected"
-    except OSError as e:
-        res["tcp " + ip] = _err(e) if e.errno else type(e).__name__
-    s.close()
-u = socket.socket(socket.AF_UNIX)
-try:
-    u.connect("\0" + abstract[1:])
-    res["abstract unix"] = "connected"
-except OSError as e:
-    res["abstract unix"] = _err(e)
-try:
-    socket.getaddrinfo("example.com", 443)
-    res["dns"] = "resolved"
-except socket.gaierror:
-    res["dns"] = "failed"
-res["interfaces"] = sorted(n for _, n in socket.if_nameindex())
-s = socket.socket()
-flags = struct.unpack("16sH", fcntl.ioctl(s, 0x8913, struct.pack("16sH", b"lo", 0)))[1]
-res["lo up"] = bool(flags & 1)
-print(json.dumps(res))
-`)
-	spec.Argv = append(spec.Argv, strconv.Itoa(port), abstract)
-	spec.Argv = append(spec.Argv, targets...)
-	out := pyJSON(t, rt, spec)
-	want := map[string]any{
-		"abstract unix": "ECONNREFUSED",
-		"dns":           "failed",
-		"interfaces":    []any{"lo"},
-		"lo up":         false,
-	}
-	for _, ip := range targets {
-		want["tcp "+ip] = "ENETUNREACH"
-	}
-	if diff := cmp.Diff(want, out); diff != "" {
-		t.Errorf("network from the sandbox (-want +got):\n%s", diff)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if accepted != 2 {
-		t.Errorf("the host listeners accepted %d connections from the sandbox", accepted-2)
-	}
-}
-
-// hostIPv4 returns a non-loopback IPv4 address of this host, or "".
-func hostIPv4(t testing.TB) string {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
-			return n.IP.String()
-		}
-	}
-	return ""
-}
-
 // TestIPCIsolated creates a world-accessible System V shared memory
-// segment on the host; the sandbox's IPC namespace must not know its key.
+// segment on the host; the sandbox's IPC namespace must not know its key
+// (at standard, the first level that allows SysV IPC at all).
 func TestIPCIsolated(t *testing.T) {
 	key := 0x50430000 + os.Getpid()%0xffff
 	id, err := unix.SysvShmGet(key, 4096, unix.IPC_CREAT|unix.IPC_EXCL|0o666)
@@ -253,12 +131,12 @@ func TestIPCIsolated(t *testing.T) {
 		t.Fatalf("host cannot find its own segment: %v", err)
 	}
 	rt := newRuntime(t)
-	spec := pySpec(`
+	spec := atLevel(sandbox.LevelStandard, pySpec(`
 import ctypes, errno, sys
 libc = ctypes.CDLL(None, use_errno=True)
 r = libc.shmget(int(sys.argv[1]), 0, 0)
 print(errno.errorcode.get(ctypes.get_errno(), "none") if r < 0 else "found")
-`)
+`))
 	spec.Argv = append(spec.Argv, strconv.Itoa(key))
 	res := mustSucceed(t, rt, spec)
 	if got := strings.TrimSpace(string(res.Stdout)); got != "ENOENT" {

@@ -4,30 +4,44 @@ package native
 
 import (
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/portcullis/portcullis/internal/sandbox"
 )
 
 // TestIdentityUnprivilegedUser checks the program runs as the sandbox's
 // nobody, not as root of its user namespace.
 func TestIdentityUnprivilegedUser(t *testing.T) {
 	rt := newRuntime(t)
-	res := mustSucceed(t, rt, shSpec("id -u; id -g; id -G"))
+	res := mustSucceed(t, rt, atLevel(sandbox.LevelStrict, shSpec("id -u; id -g; id -G")))
 	if diff := cmp.Diff("65534\n65534\n65534\n", string(res.Stdout)); diff != "" {
 		t.Errorf("id -u/-g/-G (-want +got):\n%s", diff)
 	}
 }
 
-// TestIdentityNoCapabilities reads the program's own status: every
-// capability set is empty, no_new_privs is on, all uids and gids are
-// nobody and there are no supplementary groups.
+// TestIdentityNoCapabilities reads the program's own status at every
+// level: every capability set is empty, no_new_privs is on, the seccomp
+// filter is installed (mode 2, one filter), all uids and gids are nobody
+// and there are no supplementary groups.
 func TestIdentityNoCapabilities(t *testing.T) {
 	rt := newRuntime(t)
-	res := mustSucceed(t, rt, shSpec("cat /proc/self/status"))
+	for _, level := range sandbox.Levels {
+		t.Run(string(level), func(t *testing.T) {
+			spec := atLevel(level, pySpec(`import sys; sys.stdout.write(open("/proc/self/status").read())`))
+			checkStatus(t, string(mustSucceed(t, rt, spec).Stdout))
+		})
+	}
+}
+
+func checkStatus(t *testing.T, status string) {
+	t.Helper()
 	got := map[string]string{}
-	for _, line := range strings.Split(string(res.Stdout), "\n") {
+	for _, line := range strings.Split(status, "\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if ok {
 			got[k] = strings.Join(strings.Fields(v), " ")
@@ -40,9 +54,13 @@ func TestIdentityNoCapabilities(t *testing.T) {
 		"CapBnd":     "0000000000000000",
 		"CapAmb":     "0000000000000000",
 		"NoNewPrivs": "1",
-		"Uid":        "65534 65534 65534 65534",
-		"Gid":        "65534 65534 65534 65534",
-		"Groups":     "",
+		"Seccomp":    "2",
+		// One filter: the program's. The init, which forks it, runs
+		// unfiltered, and nothing is inherited from the gateway.
+		"Seccomp_filters": "1",
+		"Uid":             "65534 65534 65534 65534",
+		"Gid":             "65534 65534 65534 65534",
+		"Groups":          "",
 	}
 	for k, w := range want {
 		g, ok := got[k]
@@ -60,7 +78,7 @@ func TestIdentityNoCapabilities(t *testing.T) {
 // sandbox ids onto the unused host ids, and host root onto nothing.
 func TestIdentityUIDMap(t *testing.T) {
 	rt := newRuntime(t)
-	res := mustSucceed(t, rt, shSpec("cat /proc/self/uid_map; echo --; cat /proc/self/gid_map"))
+	res := mustSucceed(t, rt, atLevel(sandbox.LevelStrict, shSpec("cat /proc/self/uid_map; echo --; cat /proc/self/gid_map")))
 	norm := func(s string) []string {
 		var out []string
 		for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
@@ -121,8 +139,16 @@ print(json.dumps(res))
 // TestNestedUserNamespaceRefused tries to become root of a new user
 // namespace, from which a program could mount a full procfs past the
 // sandbox's subset=pid /proc (the kernel counts that mount as fully
-// visible): creation fails with ENOSPC (user.max_user_namespaces is 0 in
-// the sandbox's namespace) and the host's own limit is untouched.
+// visible). Two layers stop it:
+//
+//   - the seccomp filter kills the program on unshare (and on clone with
+//     a namespace flag, see escape_syscalls_test.go), at every level;
+//   - behind it, user.max_user_namespaces is 0 in the sandbox's user
+//     namespace. The program cannot read that (/proc/sys is not in its
+//     subset=pid /proc), so the test reads it from the host, entering the
+//     init's user namespace with a single-threaded helper (the host
+//     python: setns into a user namespace is refused to threaded
+//     processes such as this test); the host's own limit is untouched.
 func TestNestedUserNamespaceRefused(t *testing.T) {
 	hostLimit := func() string {
 		b, err := os.ReadFile("/proc/sys/user/max_user_namespaces")
@@ -136,26 +162,47 @@ func TestNestedUserNamespaceRefused(t *testing.T) {
 		t.Fatal("the host itself disallows user namespaces; the sandbox could not run")
 	}
 	rt := newRuntime(t)
-	out := pyJSON(t, rt, pySpec(pyProbe+`
-import ctypes
-libc = ctypes.CDLL(None, use_errno=True)
-res = {}
-for name, flag in [("user", 0x10000000), ("mount", 0x00020000), ("pid", 0x20000000), ("net", 0x40000000)]:
-    r = libc.unshare(flag)
-    res[name] = "ok" if r == 0 else errno.errorcode.get(ctypes.get_errno(), "?")
-print(json.dumps(res))
+	for _, level := range sandbox.Levels {
+		t.Run("unshare CLONE_NEWUSER at "+string(level), func(t *testing.T) {
+			spec := atLevel(level, pySpec(pyLibc+`
+r = libc.unshare(0x10000000)
+print("unshare returned", r, ctypes.get_errno())
 `))
-	want := map[string]any{"user": "ENOSPC", "mount": "EPERM", "pid": "EPERM", "net": "EPERM"}
-	if diff := cmp.Diff(want, out); diff != "" {
-		t.Errorf("unshare from the program (-want +got):\n%s", diff)
+			wantSeccompKill(t, mustRun(t, rt, spec))
+		})
 	}
-
-	// The escape itself, with util-linux: a nested user and PID namespace
-	// mounting a fresh procfs.
-	res := mustRun(t, rt, shSpec(`unshare -U -r -m -p -f sh -c 'mount -t proc proc /proc && ls /proc/sys'; echo "rc=$?"`))
-	if got := string(res.Stdout); got != "rc=1\n" {
-		t.Errorf("nested procfs attempt printed %q, want only rc=1 (stderr %s)", got, res.Stderr)
-	}
+	t.Run("util-linux unshare at strict", func(t *testing.T) {
+		// The escape itself: a nested user and PID namespace mounting a
+		// fresh procfs. unshare(1) is killed at its first unshare(2).
+		res := mustRun(t, rt, atLevel(sandbox.LevelStrict,
+			shSpec(`exec unshare -U -r -m -p -f sh -c 'mount -t proc proc /proc && ls /proc/sys'`)))
+		wantSeccompKill(t, res)
+	})
+	t.Run("max_user_namespaces inside", func(t *testing.T) {
+		tok := token(t)
+		stop := background(t, rt, pySpec(`import time, sys; time.sleep(100)`+"\n#"+tok))
+		prog := hostPID(t, tok)
+		init, err := strconv.Atoi(hostStatusField(t, prog, "PPid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("/usr/bin/python3", "-I", "-c", `
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open("/proc/%s/ns/user" % sys.argv[1], os.O_RDONLY)
+if libc.setns(fd, 0x10000000) != 0:
+    sys.exit("setns: errno %d" % ctypes.get_errno())
+print(open("/proc/sys/user/max_user_namespaces").read().strip())
+`, strconv.Itoa(init))
+		out, err := cmd.CombinedOutput()
+		stop()
+		if err != nil {
+			t.Fatalf("reading the sandbox's limit from the host: %v\n%s", err, out)
+		}
+		if got := strings.TrimSpace(string(out)); got != "0" {
+			t.Errorf("user.max_user_namespaces in the sandbox's user namespace = %q, want 0", got)
+		}
+	})
 	if after := hostLimit(); after != before {
 		t.Errorf("the host's user.max_user_namespaces changed from %s to %s", before, after)
 	}

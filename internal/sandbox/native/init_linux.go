@@ -3,10 +3,13 @@
 package native
 
 import (
+	"bufio"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/portcullis/portcullis/internal/sandbox"
 )
 
 // Main runs the sandbox init and exits if this process was started as
@@ -36,25 +41,23 @@ func Main() {
 	unix.Exit(initMain())
 }
 
-const (
-	specFD   = 3
-	statusFD = 4
-)
+// maxSpecLine bounds one control message (a run carries its files).
+const maxSpecLine = 64 << 20
 
 func initMain() int {
 	status := os.NewFile(statusFD, "status")
-	var spec initSpec
+	var base baseSpec
+	var run runSpec
 	report := func(st initStatus) int {
 		_ = json.NewEncoder(status).Encode(st)
 		status.Close()
 		if initExitHook != nil {
-			initExitHook(&spec)
+			initExitHook(base.CoverFD)
 		}
 		return 0
 	}
 	// Signals from inside the sandbox must not stop the init: handle them
-	// (a handled signal resets to default in the exec'd program, unlike an
-	// ignored one) and drop them.
+	// and drop them (the program's handlers are reset before it execs).
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
 		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE, syscall.SIGALRM)
@@ -63,25 +66,62 @@ func initMain() int {
 		}
 	}()
 
-	specFile := os.NewFile(specFD, "spec")
-	if err := json.NewDecoder(io.LimitReader(specFile, 64<<20)).Decode(&spec); err != nil {
-		return report(initStatus{SetupError: "read spec: " + err.Error()})
+	ctl := bufio.NewReaderSize(os.NewFile(ctlFD, "control"), 64<<10)
+	if err := readMessage(ctl, &base); err != nil {
+		return report(initStatus{SetupError: "read base spec: " + err.Error()})
 	}
-	specFile.Close()
-	if err := setup(&spec); err != nil {
+	if err := baseSetup(&base); err != nil {
 		return report(initStatus{SetupError: err.Error()})
 	}
-	return report(supervise(&spec))
+	// A warm init waits here until it is given a run (or killed).
+	if err := readMessage(ctl, &run); err != nil {
+		return report(initStatus{SetupError: "read run spec: " + err.Error()})
+	}
+	plan, abi, err := runSetup(&base, &run)
+	if err != nil {
+		return report(initStatus{SetupError: err.Error()})
+	}
+	st := supervise(plan, &run)
+	st.LandlockABI = abi
+	// Every process is gone; close the output pipes before reporting, so
+	// that the gateway has the whole output as soon as it has the status
+	// and need not wait for this process and its namespaces to be torn
+	// down.
+	for fd := 0; fd <= 2; fd++ {
+		unix.Close(fd)
+	}
+	return report(st)
 }
 
-// setup builds the sandbox's filesystem and drops privileges. It runs as
-// uid 0 of the new user namespace, which holds capabilities only over the
-// namespaces created with it.
-func setup(spec *initSpec) error {
-	lastCap, err := readLastCap()
-	if err != nil {
-		return err
+func readMessage(r *bufio.Reader, v any) error {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > maxSpecLine {
+			return errors.New("message too large")
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return err
+		}
 	}
+	return json.Unmarshal(line, v)
+}
+
+// The new root is a tmpfs built on /tmp (every mount source is an open
+// descriptor, so nothing mounted here can hide one) and then pivoted into.
+const newRoot = "/tmp"
+
+// baseSetup builds everything that does not depend on the run: mounts,
+// /dev, /proc, /etc, the private /tmp and work dir (resized per run), the
+// pivot into the new root, host name, no_new_privs, an empty capability
+// bounding set, and the Landlock rulesets. A warm init has done all this
+// before its run arrives. It runs as uid 0 of the new user namespace,
+// which holds capabilities only over the namespaces created with it.
+func baseSetup(b *baseSpec) error {
 	if err := disableNestedUserns(); err != nil {
 		return err
 	}
@@ -96,41 +136,21 @@ func setup(spec *initSpec) error {
 		}
 		devices[d] = fd
 	}
-
-	// The new root is built on /tmp; mount sources are already open
-	// descriptors, so nothing mounted here can hide one.
-	const root = "/tmp"
-	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=16m,mode=0755"); err != nil {
+	if err := unix.Mount("tmpfs", newRoot, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=16m,mode=0755"); err != nil {
 		return fmt.Errorf("mount root tmpfs: %w", err)
 	}
-	// Shallow targets first, so deeper ones land inside them. At equal
-	// depth the sandbox's own tmpfs mounts (/tmp, the work dir) go first:
-	// a mount at /work/data or /tmp/x must land inside them, not be
-	// hidden under them.
-	type mountOp struct {
-		initMount
-		tmpfs   bool
-		tmpSize int64
-		tmpMode os.FileMode
-	}
-	ops := []mountOp{
-		{initMount: initMount{Target: "/tmp"}, tmpfs: true, tmpSize: spec.TmpSize, tmpMode: 0o1777},
-		{initMount: initMount{Target: spec.Dir}, tmpfs: true, tmpSize: spec.WorkSize, tmpMode: 0o700},
-	}
-	for _, m := range spec.Mounts {
-		ops = append(ops, mountOp{initMount: m})
-	}
-	slices.SortStableFunc(ops, func(a, b mountOp) int {
-		return strings.Count(filepath.Clean(a.Target), "/") - strings.Count(filepath.Clean(b.Target), "/")
-	})
-	for _, m := range ops {
-		if m.tmpfs {
-			if err := mountTmpfs(root, m.Target, m.tmpSize, m.tmpMode); err != nil {
+	// Shallow targets first, so deeper ones land inside them; at equal
+	// depth the sandbox's own tmpfs mounts (/tmp, the work dir) go first,
+	// so a mount at /work/data lands inside the work dir, not under it.
+	for _, m := range sortedMounts(b.Mounts, b.WorkDir) {
+		if m.tmpfsMode != 0 {
+			// Sized per run (runSetup remounts with the run's size).
+			if err := mountTmpfs(m.Target, 1<<20, m.tmpfsMode); err != nil {
 				return err
 			}
 			continue
 		}
-		target, err := inRoot(root, m.Target)
+		target, err := inRoot(m.Target)
 		if err != nil {
 			return err
 		}
@@ -145,39 +165,33 @@ func setup(spec *initSpec) error {
 		}
 		unix.Close(m.FD)
 	}
-	if err := setupDev(root, devices); err != nil {
+	if err := setupDev(devices); err != nil {
 		return err
 	}
-	if err := setupProc(root); err != nil {
+	if err := setupProc(); err != nil {
 		return err
 	}
-	work := filepath.Join(root, spec.Dir)
-	if err := os.Chown(work, SandboxUID, SandboxUID); err != nil {
+	if err := writeEtc(hostname); err != nil {
+		return err
+	}
+	lastCap, err := readLastCap()
+	if err != nil {
+		return err
+	}
+	if err := os.Chown(filepath.Join(newRoot, b.WorkDir), SandboxUID, SandboxUID); err != nil {
 		return fmt.Errorf("chown work dir: %w", err)
 	}
-	for _, f := range spec.Files {
-		p := filepath.Join(work, f.Name)
-		if err := os.WriteFile(p, f.Data, os.FileMode(f.Mode&0o777)); err != nil {
-			return fmt.Errorf("write %s: %w", f.Name, err)
-		}
-		if err := os.Chown(p, SandboxUID, SandboxUID); err != nil {
-			return fmt.Errorf("chown %s: %w", f.Name, err)
-		}
-	}
-	if err := writeEtc(root, spec.Hostname); err != nil {
+	if err := pivot(); err != nil {
 		return err
 	}
-	if err := pivot(root); err != nil {
-		return err
-	}
-	if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+	if err := unix.Sethostname([]byte(hostname)); err != nil {
 		return fmt.Errorf("sethostname: %w", err)
 	}
-	if err := unix.Setdomainname([]byte(spec.Hostname)); err != nil {
+	if err := unix.Setdomainname([]byte(hostname)); err != nil {
 		return fmt.Errorf("setdomainname: %w", err)
 	}
-	if err := setRlimits(spec); err != nil {
-		return err
+	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{}); err != nil {
+		return fmt.Errorf("setrlimit core: %w", err)
 	}
 	for c := 0; c <= lastCap; c++ {
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
@@ -187,19 +201,194 @@ func setup(spec *initSpec) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
-	return closeExtraFDs()
+	// The Landlock rulesets for both kinds of level, ready before the run.
+	for i, execute := range []bool{false, true} {
+		fd, abi, err := buildLandlock(landlockFor(b, execute))
+		if err != nil {
+			return err
+		}
+		rulesets[i], landlockVersion = fd, abi
+	}
+	return nil
 }
 
-// inRoot returns root+target after checking that no component of target
-// below root is a symlink (so creating it cannot escape the new root) and
-// creating missing parents.
-func inRoot(root, target string) (string, error) {
+// hostname is the sandbox's host and domain name.
+const hostname = "sandbox"
+
+// rulesets are the prepared Landlock rulesets: [0] without execute rights
+// on mounts (maximum level), [1] with. landlockVersion is the ABI used.
+var (
+	rulesets        = [2]int{-1, -1}
+	landlockVersion int
+)
+
+// mountOp is a mount, or (tmpfsMode != 0) the /tmp or work-dir tmpfs.
+type mountOp struct {
+	initMount
+	tmpfsMode os.FileMode
+}
+
+// sortedMounts returns the mounts plus the /tmp and work-dir tmpfs mounts
+// in mount order: shallow first, tmpfs first at equal depth.
+func sortedMounts(mounts []initMount, workDir string) []mountOp {
+	ops := []mountOp{
+		{initMount: initMount{Target: "/tmp"}, tmpfsMode: 0o1777},
+		{initMount: initMount{Target: workDir}, tmpfsMode: 0o700},
+	}
+	for _, m := range mounts {
+		ops = append(ops, mountOp{initMount: m})
+	}
+	slices.SortStableFunc(ops, func(a, b mountOp) int {
+		return strings.Count(filepath.Clean(a.Target), "/") - strings.Count(filepath.Clean(b.Target), "/")
+	})
+	return ops
+}
+
+// runSetup finishes the sandbox for one run (the root is already pivoted)
+// and prepares the program's start: sizes of /tmp and the work dir, the
+// run's files, the egress bridge, the Landlock ruleset and the seccomp
+// filter.
+func runSetup(b *baseSpec, r *runSpec) (*execPlan, int, error) {
+	workDir := b.WorkDir
+	if r.Dir == "" {
+		r.Dir = workDir
+	}
+	for _, t := range []struct {
+		path string
+		size int64
+	}{{"/tmp", r.TmpSize}, {workDir, r.WorkSize}} {
+		if t.size <= 0 {
+			continue
+		}
+		if err := unix.Mount("", t.path, "", unix.MS_REMOUNT|unix.MS_NOSUID|unix.MS_NODEV, "size="+strconv.FormatInt(t.size, 10)); err != nil {
+			return nil, 0, fmt.Errorf("size %s: %w", t.path, err)
+		}
+	}
+	for _, f := range r.Files {
+		p := filepath.Join(workDir, f.Name)
+		if err := os.WriteFile(p, f.Data, os.FileMode(f.Mode&0o777)); err != nil {
+			return nil, 0, fmt.Errorf("write %s: %w", f.Name, err)
+		}
+		if err := os.Chown(p, SandboxUID, SandboxUID); err != nil {
+			return nil, 0, fmt.Errorf("chown %s: %w", f.Name, err)
+		}
+	}
+	if b.ProxyFD > 0 {
+		if err := startEgressBridge(b.ProxyFD); err != nil {
+			return nil, 0, err
+		}
+	}
+	level, err := sandbox.ParseLevel(r.Level)
+	if err != nil {
+		return nil, 0, err
+	}
+	llFD := rulesets[1]
+	if level == sandbox.LevelMaximum {
+		llFD = rulesets[0]
+		// Only the program itself and its ELF interpreter may be executed.
+		if llFD >= 0 && len(r.Argv) > 0 {
+			paths := []string{r.Argv[0]}
+			if interp := elfInterpreter(r.Argv[0]); interp != "" {
+				paths = append(paths, interp)
+			}
+			for _, p := range paths {
+				if err := addLandlockPath(llFD, landlockVersion, p, unix.LANDLOCK_ACCESS_FS_EXECUTE|unix.LANDLOCK_ACCESS_FS_READ_FILE); err != nil {
+					return nil, 0, err
+				}
+			}
+		}
+	}
+	var filter []unix.SockFilter
+	if !r.NoSeccomp {
+		if filter, err = decodeFilter(r.Filter); err != nil {
+			return nil, 0, err
+		}
+	}
+	var pipe [2]int
+	if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC); err != nil {
+		return nil, 0, err
+	}
+	if b.PidsMaxFD > 0 && r.Pids > 0 {
+		if err := setPidsMax(b.PidsMaxFD, r.Pids); err != nil {
+			return nil, 0, err
+		}
+	}
+	if err := closeExtraFDs(); err != nil {
+		return nil, 0, err
+	}
+	plan, err := newExecPlan(r.Argv, r.Env, r.Dir, SandboxUID, SandboxUID, llFD, filter, pipe[1])
+	if err != nil {
+		return nil, 0, err
+	}
+	plan.errRead = pipe[0]
+	plan.rlimits = programRlimits(r)
+	return plan, landlockVersion, nil
+}
+
+// landlockFor is the program's Landlock policy: read (and, if execute,
+// execute) what is mounted read-only; read and write the writable mounts,
+// /tmp and the work dir; the devices; nothing else. (At maximum the
+// program's own binary and its ELF interpreter are added at run time.)
+// TCP: none, or only the egress bridge's port.
+func landlockFor(b *baseSpec, execute bool) landlockPolicy {
+	exec := uint64(0)
+	if execute {
+		exec = unix.LANDLOCK_ACCESS_FS_EXECUTE
+	}
+	var p landlockPolicy
+	for _, m := range b.Mounts {
+		if m.Link != "" {
+			continue
+		}
+		access := uint64(fsRead) | exec
+		if m.Writable {
+			access |= fsWrite
+		}
+		p.rules = append(p.rules, landlockRule{path: m.Target, access: access})
+	}
+	rw := uint64(fsRead|fsWrite) | exec
+	p.rules = append(p.rules,
+		landlockRule{path: "/tmp", access: rw},
+		landlockRule{path: b.WorkDir, access: rw},
+		landlockRule{path: "/etc", access: fsRead},
+		landlockRule{path: "/proc", access: fsRead},
+		landlockRule{path: "/dev", access: fsRead | unix.LANDLOCK_ACCESS_FS_WRITE_FILE | unix.LANDLOCK_ACCESS_FS_IOCTL_DEV},
+	)
+	if b.ProxyFD > 0 {
+		p.connectPorts = []uint16{egressPort}
+	}
+	return p
+}
+
+// elfInterpreter returns the PT_INTERP of an ELF executable, if any.
+func elfInterpreter(path string) string {
+	f, err := elf.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b := make([]byte, p.Filesz)
+			if _, err := p.ReadAt(b, 0); err != nil {
+				return ""
+			}
+			return strings.TrimRight(string(b), "\x00")
+		}
+	}
+	return ""
+}
+
+// inRoot returns newRoot+target after checking that no component of
+// target below the root is a symlink (so creating it cannot escape the
+// new root) and creating missing parents.
+func inRoot(target string) (string, error) {
 	clean := filepath.Clean(target)
 	if !filepath.IsAbs(clean) || clean == "/" {
 		return "", fmt.Errorf("bad mount target %q", target)
 	}
 	parts := strings.Split(strings.TrimPrefix(clean, "/"), "/")
-	cur := root
+	cur := newRoot
 	for _, p := range parts[:len(parts)-1] {
 		cur = filepath.Join(cur, p)
 		fi, err := os.Lstat(cur)
@@ -211,9 +400,9 @@ func inRoot(root, target string) (string, error) {
 		case err != nil:
 			return "", err
 		case fi.Mode()&os.ModeSymlink != 0:
-			return "", fmt.Errorf("mount target %s crosses a symlink at %s", target, strings.TrimPrefix(cur, root))
+			return "", fmt.Errorf("mount target %s crosses a symlink at %s", target, strings.TrimPrefix(cur, newRoot))
 		case !fi.IsDir():
-			return "", fmt.Errorf("mount target %s: %s is not a directory", target, strings.TrimPrefix(cur, root))
+			return "", fmt.Errorf("mount target %s: %s is not a directory", target, strings.TrimPrefix(cur, newRoot))
 		}
 	}
 	return filepath.Join(cur, parts[len(parts)-1]), nil
@@ -239,29 +428,23 @@ func attachFD(fd int, target string, isDir bool) error {
 	return unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH)
 }
 
-func mountTmpfs(root, path string, size int64, mode os.FileMode) error {
-	target, err := inRoot(root, path)
+func mountTmpfs(path string, size int64, mode os.FileMode) error {
+	target, err := inRoot(path)
 	if err != nil {
 		return err
 	}
 	if err := os.Mkdir(target, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("mkdir %s: %w", path, err)
 	}
-	data := fmt.Sprintf("size=%d,mode=%s", size, tmpfsMode(mode))
+	data := fmt.Sprintf("size=%d,mode=%s", size, strconv.FormatUint(uint64(mode&0o7777), 8))
 	if err := unix.Mount("tmpfs", target, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
 		return fmt.Errorf("mount tmpfs %s: %w", path, err)
 	}
 	return nil
 }
 
-// tmpfsMode renders mode as the octal string tmpfs expects ("1777").
-func tmpfsMode(mode os.FileMode) string {
-	m := uint32(mode & 0o7777)
-	return strconv.FormatUint(uint64(m), 8)
-}
-
-func setupDev(root string, devices map[string]int) error {
-	dev := filepath.Join(root, "dev")
+func setupDev(devices map[string]int) error {
+	dev := filepath.Join(newRoot, "dev")
 	if err := os.Mkdir(dev, 0o755); err != nil {
 		return fmt.Errorf("mkdir /dev: %w", err)
 	}
@@ -293,8 +476,8 @@ func setupDev(root string, devices map[string]int) error {
 // setupProc mounts a fresh procfs for the sandbox's PID namespace, showing
 // only process directories (subset=pid: no /proc/sys, /proc/sysrq-trigger,
 // /proc/kcore ...) where the kernel supports it.
-func setupProc(root string) error {
-	p := filepath.Join(root, "proc")
+func setupProc() error {
+	p := filepath.Join(newRoot, "proc")
 	if err := os.Mkdir(p, 0o555); err != nil {
 		return fmt.Errorf("mkdir /proc: %w", err)
 	}
@@ -310,8 +493,8 @@ func setupProc(root string) error {
 
 // writeEtc creates a minimal /etc: no host users, groups, hostname or
 // resolver configuration reach the sandbox.
-func writeEtc(root, hostname string) error {
-	etc := filepath.Join(root, "etc")
+func writeEtc(hostname string) error {
+	etc := filepath.Join(newRoot, "etc")
 	if err := os.Mkdir(etc, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
@@ -322,7 +505,7 @@ func writeEtc(root, hostname string) error {
 		"hostname": hostname + "\n",
 	}
 	for name, content := range files {
-		p, err := inRoot(root, "/etc/"+name)
+		p, err := inRoot("/etc/" + name)
 		if err != nil {
 			return err
 		}
@@ -336,10 +519,10 @@ func writeEtc(root, hostname string) error {
 	return nil
 }
 
-// pivot makes root the new "/" and detaches the old root entirely, then
-// makes the root filesystem read-only.
-func pivot(root string) error {
-	if err := unix.Chdir(root); err != nil {
+// pivot makes newRoot the new "/" and detaches the old root entirely,
+// then makes the root filesystem read-only.
+func pivot() error {
+	if err := unix.Chdir(newRoot); err != nil {
 		return err
 	}
 	if err := unix.PivotRoot(".", "."); err != nil {
@@ -357,32 +540,55 @@ func pivot(root string) error {
 	return nil
 }
 
-func setRlimits(spec *initSpec) error {
-	set := func(res int, cur, max uint64) error {
-		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: cur, Max: max}); err != nil {
-			return fmt.Errorf("setrlimit %d: %w", res, err)
-		}
-		return nil
+// setPidsMax writes pids.max = the init's own threads + the program's
+// budget, so that the program's first task beyond its budget is refused by
+// the cgroup (and counted in pids.events). The init's threads are all
+// started by now and idle ones are reused; should its runtime still need a
+// new thread while the program holds the whole budget, the init fails and
+// the run with it (fail closed).
+func setPidsMax(fd, budget int) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return fmt.Errorf("count init threads: %w", err)
 	}
-	if err := set(unix.RLIMIT_CORE, 0, 0); err != nil {
-		return err
-	}
-	if spec.CPUSecs > 0 {
-		if err := set(unix.RLIMIT_CPU, spec.CPUSecs, spec.CPUSecs+1); err != nil {
-			return err
-		}
-	}
-	if spec.FSize > 0 {
-		if err := set(unix.RLIMIT_FSIZE, spec.FSize, spec.FSize); err != nil {
-			return err
-		}
-	}
-	if spec.NoFile > 0 {
-		if err := set(unix.RLIMIT_NOFILE, spec.NoFile, spec.NoFile); err != nil {
-			return err
-		}
+	v := strconv.Itoa(len(tasks) + budget)
+	if _, err := unix.Pwrite(fd, []byte(v), 0); err != nil {
+		return fmt.Errorf("pids.max: %w", err)
 	}
 	return nil
+}
+
+// nprocSlack puts RLIMIT_NPROC above the budget: the rlimit is checked
+// before the cgroup, and only the cgroup counts what it refuses.
+const nprocSlack = 2
+
+// programRlimits returns the resource limits the program sets on itself
+// just before exec (see childAfterFork). The init only sets RLIMIT_CORE=0,
+// which the program inherits.
+func programRlimits(r *runSpec) []rlimitSetting {
+	var out []rlimitSetting
+	add := func(res int, cur, max uint64) {
+		out = append(out, rlimitSetting{resource: uintptr(res), limit: unix.Rlimit{Cur: cur, Max: max}})
+	}
+	add(unix.RLIMIT_CORE, 0, 0)
+	if r.CPUSecs > 0 {
+		add(unix.RLIMIT_CPU, r.CPUSecs, r.CPUSecs+1)
+	}
+	if r.FSize > 0 {
+		add(unix.RLIMIT_FSIZE, r.FSize, r.FSize)
+	}
+	if r.NoFile > 0 {
+		add(unix.RLIMIT_NOFILE, r.NoFile, r.NoFile)
+	}
+	if r.NProc > 0 {
+		// A backstop: pids.max (set by setPidsMax) refuses first, counted
+		// in pids.events; without cgroups (degraded) this is the limit.
+		add(unix.RLIMIT_NPROC, r.NProc, r.NProc)
+	}
+	if r.ASBytes > 0 {
+		add(unix.RLIMIT_AS, r.ASBytes, r.ASBytes)
+	}
+	return out
 }
 
 // closeExtraFDs marks every descriptor above stderr close-on-exec so that
@@ -410,6 +616,7 @@ func closeExtraFDs() error {
 // and reach kernel interfaces the sandbox hides. The limit belongs to
 // this namespace (the host's is untouched) and binds every process in it;
 // it is written while the host's /proc, which has sys/, is still mounted.
+// (The seccomp filter refuses unshare and clone with namespace flags too.)
 func disableNestedUserns() error {
 	if err := os.WriteFile("/proc/sys/user/max_user_namespaces", []byte("0\n"), 0); err != nil {
 		return fmt.Errorf("disable nested user namespaces: %w", err)
@@ -417,6 +624,8 @@ func disableNestedUserns() error {
 	return nil
 }
 
+// readLastCap reads the highest capability number (before pivot_root,
+// while the host's /proc with sys/ is still visible).
 func readLastCap() (int, error) {
 	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
 	if err != nil {
@@ -429,29 +638,99 @@ func readLastCap() (int, error) {
 	return n, nil
 }
 
+// egressPort is where the egress bridge listens inside the sandbox.
+const egressPort = 3128
+
+// startEgressBridge brings the loopback interface up, listens on
+// 127.0.0.1:egressPort and relays every connection to the gateway's egress
+// proxy through the socket passed as fd (connected via /proc/self/fd/N:
+// the host path is not visible in here). Nothing else leaves the sandbox.
+func startEgressBridge(fd int) error {
+	if err := loopbackUp(); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(egressPort))
+	if err != nil {
+		return fmt.Errorf("egress bridge: %w", err)
+	}
+	target := "/proc/self/fd/" + strconv.Itoa(fd)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go relay(c, target)
+		}
+	}()
+	return nil
+}
+
+func relay(c net.Conn, target string) {
+	defer c.Close()
+	up, err := net.DialTimeout("unix", target, 10*time.Second)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(up, c); closeWrite(up); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, up); closeWrite(c); done <- struct{}{} }()
+	<-done
+	<-done
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
+
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	return nil
+}
+
 // supervise starts the program and reaps every process in the namespace
 // until none is left. When the program exits (or the deadline passes)
 // everything else is killed: nothing outlives the run.
-func supervise(spec *initSpec) initStatus {
+func supervise(plan *execPlan, r *runSpec) initStatus {
 	st := initStatus{}
-	attr := &syscall.ProcAttr{
-		Dir:   spec.Dir,
-		Env:   spec.Env,
-		Files: []uintptr{0, 1, 2},
-		Sys: &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: SandboxUID, Gid: SandboxUID, Groups: []uint32{}},
-			Pdeathsig:  syscall.SIGKILL,
-		},
-	}
 	start := time.Now()
-	pid, err := syscall.ForkExec(spec.Argv[0], spec.Argv, attr)
-	if err != nil {
-		st.SetupError = fmt.Sprintf("start %s: %v", spec.Argv[0], err)
+	pid, errno := forkExec(plan)
+	unix.Close(plan.errPipe)
+	if errno != 0 {
+		st.SetupError = fmt.Sprintf("fork: %v", errno)
 		return st
 	}
+	var report [8]byte
+	if n, _ := unix.Read(plan.errRead, report[:]); n == 8 {
+		step := uint32(report[0]) | uint32(report[1])<<8 | uint32(report[2])<<16 | uint32(report[3])<<24
+		code := syscall.Errno(uint32(report[4]) | uint32(report[5])<<8 | uint32(report[6])<<16 | uint32(report[7])<<24)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(pid, &ws, 0, nil)
+		st.SetupError = fmt.Sprintf("start %s: %s: %v", r.Argv[0], stepName(step), code)
+		return st
+	}
+	unix.Close(plan.errRead)
 	st.Started = true
 	timedOut := make(chan struct{})
-	timer := time.AfterFunc(spec.Wall-time.Since(start), func() {
+	timer := time.AfterFunc(r.Wall-time.Since(start), func() {
 		close(timedOut)
 		_ = unix.Kill(-1, unix.SIGKILL) // PID 1 of the namespace: kills all but itself
 	})
@@ -487,4 +766,25 @@ func supervise(spec *initSpec) initStatus {
 	default:
 	}
 	return st
+}
+
+func stepName(step uint32) string {
+	switch step {
+	case stepGroups, stepGID, stepUID:
+		return "drop to the sandbox user"
+	case stepPdeathsig:
+		return "parent-death signal"
+	case stepRlimit:
+		return "resource limits"
+	case stepChdir:
+		return "chdir"
+	case stepLandlock:
+		return "landlock"
+	case stepSeccomp:
+		return "seccomp"
+	case stepExec:
+		return "exec"
+	default:
+		return "step " + strconv.Itoa(int(step))
+	}
 }

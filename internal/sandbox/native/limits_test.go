@@ -4,9 +4,14 @@ package native
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +45,7 @@ func TestWallTimeout(t *testing.T) {
 func TestWallTimeoutKillsWholeTree(t *testing.T) {
 	tok := token(t)
 	rt := newRuntime(t)
-	spec := shSpec(`sh -c 'sleep 100.` + tok + `'; echo not reached`)
+	spec := atLevel(sandbox.LevelStrict, shSpec(`sh -c 'sleep 100.`+tok+`'; echo not reached`))
 	spec.Limits.WallTime = 500 * time.Millisecond
 	res := mustRun(t, rt, spec)
 	if !res.Has(sandbox.ViolationWallTimeout) || res.Signal != "SIGKILL" {
@@ -99,7 +104,7 @@ func TestOutputCap(t *testing.T) {
 		{"stderr", "yes | head -c 1000000 >&2", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			spec := shSpec(tc.script)
+			spec := atLevel(sandbox.LevelStrict, shSpec(tc.script))
 			spec.Limits.OutputBytes = 1000
 			res := mustRun(t, rt, spec)
 			got, truncated, other, otherTrunc := res.Stdout, res.StdoutTruncated, res.Stderr, res.StderrTruncated
@@ -144,7 +149,7 @@ func TestOutputFloodUntilDeadline(t *testing.T) {
 // and the run reports FILE_SIZE_EXCEEDED; the file stops at the limit.
 func TestFileSizeLimit(t *testing.T) {
 	rt := newRuntime(t)
-	spec := shSpec(`exec head -c 100000 /dev/zero > /work/big`)
+	spec := atLevel(sandbox.LevelStrict, shSpec(`exec head -c 100000 /dev/zero > /work/big`))
 	spec.Limits.FileSizeBytes = 4096
 	res := mustRun(t, rt, spec)
 	if res.Signal != "SIGXFSZ" {
@@ -193,14 +198,16 @@ print(json.dumps({"outcome": res, "highest fd": max(f.fileno() for f in files)})
 }
 
 // TestStdinDelivered pipes 256 KiB of random bytes (more than a pipe
-// holds) through cat: stdout is stdin, byte for byte.
+// holds) through cat, run directly at maximum: stdout is stdin, byte for
+// byte.
 func TestStdinDelivered(t *testing.T) {
 	in := make([]byte, 256<<10)
 	if _, err := rand.Read(in); err != nil {
 		t.Fatal(err)
 	}
 	rt := newRuntime(t)
-	spec := shSpec("exec cat")
+	spec := shSpec("")
+	spec.Argv = []string{"/bin/cat"}
 	spec.Stdin = in
 	res := mustSucceed(t, rt, spec)
 	if !bytes.Equal(res.Stdout, in) {
@@ -267,17 +274,33 @@ func TestProgramNotStartable(t *testing.T) {
 func TestRunValidatesSpec(t *testing.T) {
 	rt := newRuntime(t)
 	for name, mutate := range map[string]func(*sandbox.Spec){
-		"no wall time":  func(s *sandbox.Spec) { s.Limits.WallTime = 0 },
-		"relative argv": func(s *sandbox.Spec) { s.Argv = []string{"sh"} },
-		"bad file name": func(s *sandbox.Spec) { s.Files = []sandbox.File{{Name: "../x"}} },
+		"negative wall time":    func(s *sandbox.Spec) { s.Limits.WallTime = -time.Second },
+		"negative memory":       func(s *sandbox.Spec) { s.Limits.MemoryBytes = -1 },
+		"negative pids":         func(s *sandbox.Spec) { s.Limits.Pids = -1 },
+		"negative CPUs":         func(s *sandbox.Spec) { s.Limits.CPUs = -1 },
+		"unknown level":         func(s *sandbox.Spec) { s.Level = "unconfined" },
+		"proxy without address": func(s *sandbox.Spec) { s.Network = sandbox.Network{Mode: sandbox.NetworkProxy} },
+		"relative argv":         func(s *sandbox.Spec) { s.Argv = []string{"sh"} },
+		"bad file name":         func(s *sandbox.Spec) { s.Files = []sandbox.File{{Name: "../x"}} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			spec := shSpec("true")
 			mutate(spec)
-			if _, err := rt.Run(t.Context(), spec); !errors.Is(err, sandbox.ErrInvalidSpec) {
-				t.Errorf("Run: err %v, want ErrInvalidSpec", err)
+			if res, err := rt.Run(t.Context(), spec); !errors.Is(err, sandbox.ErrInvalidSpec) || res != nil {
+				t.Errorf("Run = %+v, %v; want no result and ErrInvalidSpec", res, err)
 			}
 		})
+	}
+}
+
+// TestZeroWallTimeTakesDefault runs with no limits at all: the run is
+// accepted and bounded by the level's defaults (see TestLevelDefaults
+// Enforced for the values the kernel holds).
+func TestZeroWallTimeTakesDefault(t *testing.T) {
+	rt := newRuntime(t)
+	res := mustSucceed(t, rt, &sandbox.Spec{Argv: []string{"/bin/true"}})
+	if res.ExitCode != 0 {
+		t.Errorf("exit %d", res.ExitCode)
 	}
 }
 
@@ -292,20 +315,290 @@ func TestPeakMemoryReported(t *testing.T) {
 	}
 }
 
-// TestUnenforceableLimitsRefused: memory and pids limits need cgroups,
-// which this runtime does not set up yet; asking for one must fail rather
-// than run without it.
-func TestUnenforceableLimitsRefused(t *testing.T) {
+// runLimits is what the kernel holds for a running program, read from
+// the host: the program's rlimits (/proc/<pid>/limits) and its cgroups'
+// settings.
+type runLimits struct {
+	CPUSecs, FileSize, NoFile, NProc, Core string // soft limits
+	Memory, MemSwap, Pids                  string
+	CPUQuota, CPUPeriod                    string
+}
+
+// limitsOf reads the limits of host process pid.
+func limitsOf(t *testing.T, pid int) runLimits {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "limits"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	soft := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		// "Max cpu time              30                   31                   seconds"
+		if len(line) > 26 {
+			if f := strings.Fields(line[26:]); len(f) >= 2 {
+				soft[strings.TrimSpace(line[:26])] = f[0]
+			}
+		}
+	}
+	l := runLimits{CPUSecs: soft["Max cpu time"], FileSize: soft["Max file size"], NoFile: soft["Max open files"],
+		NProc: soft["Max processes"], Core: soft["Max core file size"]}
+	dirs := cgroupDirsOf(t, pid)
+	read := func(ctrl, file string) string {
+		b, err := os.ReadFile(filepath.Join(dirs[ctrl], file))
+		if err != nil {
+			return "absent"
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if dirs["v2"] != "" {
+		l.Memory, l.MemSwap, l.Pids = read("memory", "memory.max"), read("memory", "memory.swap.max"), read("pids", "pids.max")
+		if q, p, ok := strings.Cut(read("cpu", "cpu.max"), " "); ok {
+			l.CPUQuota, l.CPUPeriod = q, p
+		}
+	} else {
+		l.Memory, l.MemSwap, l.Pids = read("memory", "memory.limit_in_bytes"), read("memory", "memory.memsw.limit_in_bytes"), read("pids", "pids.max")
+		l.CPUQuota, l.CPUPeriod = read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us")
+	}
+	return l
+}
+
+// initThreadsOf counts the threads of the init whose child is host
+// process pid.
+func initThreadsOf(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pid (comm) state ppid ...: comm may hold spaces; fields after ')'.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	tasks, err := os.ReadDir(filepath.Join("/proc", f[1], "task"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(tasks)
+}
+
+// cgroupDirsOf returns the host directory of each controller's cgroup of
+// process pid ("v2" is set when they are on the unified hierarchy), and
+// checks they are a run group below the runtime's portcullis parent.
+func cgroupDirsOf(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	mounts, err := readCgroupMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cgroup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		for _, m := range mounts {
+			for _, c := range cgroupControllers {
+				if (m.v2 && parts[0] == "0" && dirs[c] == "") || (!m.v2 && slices.Contains(m.opts, c) && slices.Contains(strings.Split(parts[1], ","), c)) {
+					if m.v2 {
+						if _, err := os.Stat(filepath.Join(m.point, parts[2], "pids.max")); err != nil {
+							continue
+						}
+						dirs["v2"] = "yes"
+					}
+					dirs[c] = filepath.Join(m.point, parts[2])
+				}
+			}
+		}
+	}
+	for _, c := range cgroupControllers {
+		if !strings.Contains(dirs[c], "/portcullis/run-") {
+			t.Fatalf("process %d's %s cgroup is %q, not a run group", pid, c, dirs[c])
+		}
+	}
+	return dirs
+}
+
+// TestLevelDefaultsEnforced runs a program with no limits at each level
+// and reads from the host what the kernel holds for it: its rlimits and
+// its cgroups carry the level's defaults (Level.Defaults). Explicit
+// limits override them.
+func TestLevelDefaultsEnforced(t *testing.T) {
 	rt := newRuntime(t)
-	for name, l := range map[string]sandbox.Limits{
-		"memory": {WallTime: time.Second, MemoryBytes: 64 << 20},
-		"pids":   {WallTime: time.Second, Pids: 10},
+	check := func(t *testing.T, level sandbox.Level, set, want sandbox.Limits) {
+		tok := token(t)
+		spec := atLevel(level, pySpec("import time; time.sleep(100)\n#"+tok))
+		spec.Limits = set
+		stop := background(t, rt, spec)
+		pid := hostPID(t, tok)
+		got := limitsOf(t, pid)
+		initThreads := initThreadsOf(t, pid)
+		stop()
+		// The group holds the init too: pids.max is the init's threads when
+		// the program started plus the program's budget, so the program's
+		// first task beyond it is refused by the group and counted.
+		// RLIMIT_NPROC stands nprocSlack above the budget, a backstop the
+		// group always reaches first.
+		pidsMax, err := strconv.Atoi(got.Pids)
+		if err != nil || pidsMax <= want.Pids || pidsMax > want.Pids+initThreads {
+			t.Errorf("pids.max %s: want the budget %d plus the init's threads (now %d)", got.Pids, want.Pids, initThreads)
+		}
+		got.Pids = ""
+		exp := runLimits{
+			CPUSecs: fmt.Sprint(int64(want.CPUTime / time.Second)), FileSize: fmt.Sprint(want.FileSizeBytes),
+			NoFile: fmt.Sprint(want.OpenFiles), NProc: fmt.Sprint(want.Pids + nprocSlack), Core: "0",
+			Memory: fmt.Sprint(want.MemoryBytes), MemSwap: fmt.Sprint(want.MemoryBytes),
+			CPUQuota: fmt.Sprint(int64(want.CPUs * 100000)), CPUPeriod: "100000",
+		}
+		if got.MemSwap == "absent" { // no swap accounting on this host
+			exp.MemSwap = "absent"
+		}
+		if diff := cmp.Diff(exp, got); diff != "" {
+			t.Errorf("limits held by the kernel (-want +got):\n%s", diff)
+		}
+	}
+	for _, level := range sandbox.Levels {
+		t.Run("defaults at "+string(level), func(t *testing.T) {
+			check(t, level, sandbox.Limits{}, level.Defaults())
+		})
+	}
+	t.Run("explicit", func(t *testing.T) {
+		l := sandbox.Limits{WallTime: time.Minute, CPUTime: 7 * time.Second, MemoryBytes: 96 << 20, Pids: 5,
+			FileSizeBytes: 1 << 20, OpenFiles: 33, OutputBytes: 1000, CPUs: 0.5}
+		check(t, sandbox.LevelStrict, l, l)
+	})
+	t.Run("CPU time rounded up", func(t *testing.T) {
+		l := sandbox.LevelMaximum.Defaults()
+		l.CPUTime = 1500 * time.Millisecond
+		want := l
+		want.CPUTime = 2 * time.Second
+		check(t, sandbox.LevelMaximum, l, want)
+	})
+}
+
+// TestCPUBandwidthThrottled spins under a tenth of a core: the CPU
+// controller throttles the run's group (cpu.stat nr_throttled grows),
+// which is what Limits.CPUs promises. No time is measured; the test
+// waits for the kernel's own count.
+func TestCPUBandwidthThrottled(t *testing.T) {
+	rt := newRuntime(t)
+	tok := token(t)
+	spec := pySpec("while True: pass\n#" + tok)
+	spec.Limits.CPUs = 0.1
+	stop := background(t, rt, spec)
+	dir := cgroupDirsOf(t, hostPID(t, tok))["cpu"]
+	waitFor(t, "the run's cgroup to be throttled", func() bool {
+		return keyedValue(filepath.Join(dir, "cpu.stat"), "nr_throttled") > 0
+	})
+	stop()
+}
+
+// TestPidsLimitEnforced forks until refused: fork fails with EAGAIN
+// after exactly Pids-1 children (the program is the first process), the
+// program goes on (exit 0) and the children left sleeping are killed.
+func TestPidsLimitEnforced(t *testing.T) {
+	rt := newRuntime(t)
+	tok := token(t)
+	spec := atLevel(sandbox.LevelStrict, pySpec(pyProbe+`
+import time
+n, err = 0, None
+for i in range(1000):
+    try:
+        pid = os.fork()
+    except OSError as e:
+        err = _err(e)
+        break
+    if pid == 0:
+        time.sleep(100)
+        os._exit(0)
+    n += 1
+print(json.dumps({"forked": n, "error": err}))
+#`+tok))
+	spec.Limits.Pids = 12
+	res := mustRun(t, rt, spec)
+	var out map[string]any
+	if err := json.Unmarshal(res.Stdout, &out); err != nil {
+		t.Fatalf("output %q: %v (stderr %s)", res.Stdout, err, res.Stderr)
+	}
+	if diff := cmp.Diff(map[string]any{"forked": 11.0, "error": "EAGAIN"}, out); diff != "" {
+		t.Errorf("forking (-want +got):\n%s", diff)
+	}
+	if res.ExitCode != 0 || !res.Has(sandbox.ViolationOrphansKilled) {
+		t.Errorf("exit %d violations %v, want 0 and ORPHANS_KILLED", res.ExitCode, res.Violations)
+	}
+	if left := hostProcsWith(t, tok); len(left) > 0 {
+		t.Errorf("forked processes survive the run: %+v", left)
+	}
+}
+
+// TestPidsExhaustedReported: a run whose forks or thread creations were
+// refused at its process limit reports PIDS_EXHAUSTED (DESIGN §5 counts
+// it towards quarantine), for a fork loop, the bash fork bomb and a
+// thread bomb.
+func TestPidsExhaustedReported(t *testing.T) {
+	rt := newRuntime(t)
+	for _, tc := range []struct {
+		name string
+		spec *sandbox.Spec
+	}{
+		{"fork loop", atLevel(sandbox.LevelStrict, pySpec(`
+import os, time
+try:
+    while True:
+        if os.fork() == 0:
+            time.sleep(100)
+except OSError:
+    pass
+`))},
+		{"bash fork bomb", atLevel(sandbox.LevelStrict, &sandbox.Spec{
+			Argv:   []string{"/bin/bash", "-c", `:(){ :|:& };: ; exec /bin/sh -c 'while :; do /bin/true; done'`},
+			Limits: sandbox.Limits{WallTime: time.Minute},
+		})},
+		{"thread bomb", pySpec(`
+import threading, time, os
+try:
+    while True:
+        threading.Thread(target=time.sleep, args=(100,), daemon=True).start()
+except RuntimeError:
+    os._exit(0)
+`)},
 	} {
-		t.Run(name, func(t *testing.T) {
-			res, err := rt.Run(context.Background(), &sandbox.Spec{Argv: []string{"/bin/true"}, Limits: l})
-			if !errors.Is(err, sandbox.ErrUnavailable) || res != nil {
-				t.Fatalf("Run = %v, %v; want ErrUnavailable and no result", res, err)
+		t.Run(tc.name, func(t *testing.T) {
+			res := mustRun(t, rt, tc.spec)
+			if !res.Has(sandbox.ViolationPidsExhausted) {
+				t.Errorf("violations %v, want PIDS_EXHAUSTED. (The program's forks are refused by RLIMIT_NPROC = Pids "+
+					"before the pids cgroup counts them in "+
+					"pids.events: runtime_linux.go, initProc.run)", res.Violations)
 			}
 		})
+	}
+}
+
+// TestMemoryLimitCountsAllProcesses spreads 4 × 40 MiB over four
+// processes under a 64 MiB limit (no one of them exceeds it): the cgroup
+// counts them together and the OOM killer ends the overuse — a child dies
+// of SIGKILL and the run reports OOM_KILL — which a per-process RLIMIT_AS
+// could not do. The group's peak stays within the limit.
+func TestMemoryLimitCountsAllProcesses(t *testing.T) {
+	rt := newRuntime(t)
+	spec := atLevel(sandbox.LevelStrict, pySpec(`
+import os, time
+for i in range(4):
+    if os.fork() == 0:
+        b = b"x" * (40 << 20)
+        time.sleep(100)
+        os._exit(0)
+pid, status = os.wait()
+print("first child death: signal", status & 0x7f)
+`))
+	spec.Limits.MemoryBytes = 64 << 20
+	res := mustRun(t, rt, spec)
+	if got := string(res.Stdout); got != "first child death: signal 9\n" {
+		t.Errorf("stdout %q, want a child killed by SIGKILL (stderr %q)", got, res.Stderr)
+	}
+	want := []sandbox.ViolationCode{sandbox.ViolationOOM, sandbox.ViolationOrphansKilled}
+	if diff := cmp.Diff(want, violationCodes(res)); diff != "" {
+		t.Errorf("violations (-want +got):\n%s", diff)
+	}
+	if res.PeakMemoryBytes > spec.Limits.MemoryBytes {
+		t.Errorf("peak memory %d above the %d-byte limit", res.PeakMemoryBytes, spec.Limits.MemoryBytes)
 	}
 }

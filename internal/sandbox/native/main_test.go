@@ -14,7 +14,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	initExitHook = func(spec *initSpec) { writeInitCoverage(m, spec) }
+	initExitHook = func(coverFD int) { writeInitCoverage(m, coverFD) }
 	Main() // become the sandbox init when re-executed
 	flag.Parse()
 	cleanup, err := setupInitCoverage()
@@ -24,6 +24,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	cleanup()
+	removeSysprobe()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
@@ -58,15 +59,15 @@ func setupInitCoverage() (func(), error) {
 // directory passed as spec.CoverFD (the harness does that at the end of
 // m.Run; no test is run). Output is discarded so that nothing reaches the
 // sandboxed program's stdout or stderr.
-func writeInitCoverage(m *testing.M, spec *initSpec) {
-	if spec.CoverFD == 0 {
+func writeInitCoverage(m *testing.M, coverFD int) {
+	if coverFD == 0 {
 		return
 	}
 	if null, err := unix.Open("/dev/null", unix.O_WRONLY, 0); err == nil {
 		unix.Dup2(null, 1)
 		unix.Dup2(null, 2)
 	}
-	args := []string{os.Args[0], "-test.run=^$", fmt.Sprintf("-test.gocoverdir=/proc/self/fd/%d", spec.CoverFD)}
+	args := []string{os.Args[0], "-test.run=^$", fmt.Sprintf("-test.gocoverdir=/proc/self/fd/%d", coverFD)}
 	for _, a := range os.Args[2:] {
 		if strings.HasPrefix(a, "-test.") && !strings.HasPrefix(a, "-test.run") && !strings.HasPrefix(a, "-test.gocoverdir") {
 			args = append(args, a)

@@ -16,7 +16,18 @@ type Config struct {
 	Executable      string
 	DefaultTmpSize  int64
 	DefaultWorkSize int64
-	DefaultOutput   int64
+	PoolSize        int
+	AllowDegraded   bool
+}
+
+// Report says which isolation mechanisms the runtime uses.
+type Report struct {
+	Seccomp     bool
+	LandlockABI int
+	Cgroups     struct{ Controllers, Base map[string]string }
+	Memfd       bool
+	PoolSize    int
+	Degraded    []string
 }
 
 // Runtime is unavailable on this OS.
@@ -32,6 +43,12 @@ func New(Config, *slog.Logger) (*Runtime, error) {
 
 // Name implements sandbox.Runtime.
 func (*Runtime) Name() string { return "native" }
+
+// Report implements the Linux runtime's method.
+func (*Runtime) Report() Report { return Report{} }
+
+// Close implements the Linux runtime's method.
+func (*Runtime) Close() error { return nil }
 
 // Run implements sandbox.Runtime.
 func (*Runtime) Run(context.Context, *sandbox.Spec) (*sandbox.Result, error) {

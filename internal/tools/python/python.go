@@ -100,8 +100,12 @@ type Config struct {
 	MaxOutputBytes int64         // cap on stdout and stderr, each
 	MaxCodeBytes   int64
 	MaxStdinBytes  int64 // default 1 MiB
-	Level          sandbox.Level
-	Limits         sandbox.Limits // memory, CPU, pids, files; WallTime is per call
+	// Level is the sandbox's security level (default maximum: no new
+	// processes, nothing but the interpreter may be executed).
+	Level sandbox.Level
+	// Limits override the level's defaults (memory, CPU, pids, files);
+	// WallTime is set per call from timeout_s.
+	Limits sandbox.Limits
 }
 
 // Tool is execute_python.
@@ -136,9 +140,9 @@ func (t *Tool) Definition() tool.Definition {
 	return tool.Definition{
 		Name:  "execute_python",
 		Title: "Execute Python",
-		Description: fmt.Sprintf("Run Python 3 code in an isolated sandbox (no network, read-only system, "+
+		Description: fmt.Sprintf("Run Python 3 code in an isolated sandbox (%s level: no network, read-only system, "+
 			"private /tmp, %s default and %s maximum wall time). Returns stdout, stderr and the exit code.",
-			t.cfg.Timeout, t.cfg.MaxTimeout),
+			t.cfg.Level, t.cfg.Timeout, t.cfg.MaxTimeout),
 		InputSchema: &jsonschema.Schema{
 			Type:     "object",
 			Required: []string{"code"},

@@ -71,6 +71,7 @@ func newTool(t *testing.T, edit func(*python.Config)) *python.Tool {
 	if err != nil {
 		t.Fatalf("native.New: %v", err)
 	}
+	t.Cleanup(func() { rt.Close() })
 	cfg := baseConfig(interpreter(t))
 	if edit != nil {
 		edit(&cfg)
@@ -506,20 +507,54 @@ except OSError as e:
     r = _err(e) if e.errno else type(e).__name__
 print(json.dumps({"connect": r}))
 `, port))
-	if out["connect"] != "ENETUNREACH" {
-		t.Errorf("connect to the host loopback: %v, want ENETUNREACH", out["connect"])
+	// Landlock refuses any TCP connect first (EACCES); without Landlock the
+	// empty network namespace would answer ENETUNREACH.
+	if out["connect"] != "EACCES" {
+		t.Errorf("connect to the host loopback: %v, want EACCES (Landlock: no TCP without the egress bridge)", out["connect"])
 	}
 	if len(accepted) != 0 {
 		t.Errorf("the host listener accepted a connection from the sandbox")
 	}
 }
 
-// TestToolSubprocessChildrenKilled runs a subprocess to completion (it
-// works) and leaves another running: when the code exits the run reports
-// ORPHANS_KILLED and no process of it remains on the host.
+// TestToolSubprocessRefusedAtMaximum: at the default (maximum) level the
+// code cannot start processes: no fork, and nothing but the interpreter
+// may be executed.
+func TestToolSubprocessRefusedAtMaximum(t *testing.T) {
+	tl := newTool(t, nil)
+	out := runJSON(t, tl, probe+`
+import subprocess
+res = {}
+try:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    res["fork"] = "ok"
+except OSError as e:
+    res["fork"] = _err(e)
+try:
+    subprocess.run(["/bin/echo", "x"])
+    res["subprocess"] = "ok"
+except OSError as e:
+    res["subprocess"] = _err(e)
+try:
+    os.execv("/bin/echo", ["echo", "replaced"])
+except OSError as e:
+    res["exec"] = _err(e)
+print(json.dumps(res))
+`)
+	want := map[string]any{"fork": "EPERM", "subprocess": "EPERM", "exec": "EACCES"}
+	if diff := cmp.Diff(want, out); diff != "" {
+		t.Errorf("process creation at maximum (-want +got):\n%s", diff)
+	}
+}
+
+// TestToolSubprocessChildrenKilled (strict level) runs a subprocess to
+// completion and leaves another running: when the code exits the run
+// reports ORPHANS_KILLED and no process of it remains on the host.
 func TestToolSubprocessChildrenKilled(t *testing.T) {
 	tok := fmt.Sprintf("%d", time.Now().UnixNano()%1e12)
-	tl := newTool(t, nil)
+	tl := newTool(t, func(c *python.Config) { c.Level = sandbox.LevelStrict })
 	res := mustCall(t, tl, map[string]any{"code": fmt.Sprintf(`
 import subprocess
 print(subprocess.run(["/bin/echo", "child ran"], capture_output=True, text=True).stdout, end="")
