@@ -313,3 +313,29 @@ func TestPoolCount(t *testing.T) {
 		t.Errorf("%d pools, want %d", n, maxPools)
 	}
 }
+
+// TestDegradedMode: with AllowDegraded, a runtime missing seccomp runs the
+// program without a filter (and says so in its report), and one missing
+// cgroups falls back to RLIMIT_AS for the memory limit. Without
+// AllowDegraded a runtime without cgroups refuses to run.
+func TestDegradedMode(t *testing.T) {
+	rt := newRuntime(t)
+	rt.cfg.AllowDegraded = true
+	rt.report.Seccomp = false // as on a host without seccomp
+	rt.cg = nil               // as on a host without the controllers
+	rt.cfg.PoolSize = -1
+	spec := pySpec(`
+import resource
+st = dict(l.split(":\t") for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
+print(st["Seccomp"].strip(), resource.getrlimit(resource.RLIMIT_AS)[0])
+`)
+	spec.Limits.MemoryBytes = 256 << 20
+	res := mustRun(t, rt, spec)
+	if got, want := strings.TrimSpace(string(res.Stdout)), "0 268435456"; got != want {
+		t.Errorf("degraded run: seccomp mode and RLIMIT_AS = %q, want %q (stderr %s)", got, want, res.Stderr)
+	}
+	rt.cfg.AllowDegraded = false
+	if _, err := rt.Run(context.Background(), pySpec("pass")); !errors.Is(err, sandbox.ErrUnavailable) {
+		t.Errorf("without cgroups and without AllowDegraded: %v, want ErrUnavailable", err)
+	}
+}
