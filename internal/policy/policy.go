@@ -1,15 +1,31 @@
 // Package policy decides whether a principal may perform an action on a
-// resource. Deny first, deny by default (Teleport RoleSet.checkAccess): any
-// matching deny grant wins, else any matching allow grant permits, else the
-// answer is deny. The Decision says which rule matched, for the audit log
-// only; clients are told no more than "access denied".
+// resource. Two sources combine into one decision (Teleport
+// RoleSet.checkAccess, Cedar's own semantics):
+//
+//   - role grants from the store (RBAC): allow or deny an action on
+//     resources matching a pattern ("read_file", "git_*", "notes__*", "*");
+//   - Cedar policies (github.com/cedar-policy/cedar-go) for conditions on
+//     the arguments, the time, the tool's attributes and recent behaviour.
+//
+// Any deny grant or forbid policy wins; else any allow grant or permit
+// policy allows; else the answer is deny. A Cedar policy that fails to
+// evaluate (a missing attribute, a type error) also denies: errors never
+// weaken a decision. An API key's scopes narrow what its roles allow. The
+// Decision says which rules matched, for the audit log only; clients are
+// told no more than "access denied".
 package policy
 
 import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
+
+	cedar "github.com/cedar-policy/cedar-go"
 
 	"github.com/portcullis/portcullis/internal/principal"
 	"github.com/portcullis/portcullis/internal/reason"
@@ -32,17 +48,47 @@ const (
 	EffectDeny  = "deny"
 )
 
+// Mode says what a denial does to a tool call.
+type Mode string
+
+// Modes.
+const (
+	// ModeEnforce refuses denied calls.
+	ModeEnforce Mode = "enforce"
+	// ModeReport lets denied calls proceed and records policy.would_deny:
+	// for rolling out new policies. Admin API decisions are always enforced.
+	ModeReport Mode = "report"
+)
+
 // ErrInvalidGrant is returned for grants with a bad effect, action or pattern.
 var ErrInvalidGrant = errors.New("invalid grant")
 
-// Decision is the outcome of Decide.
+// Decision is the outcome of a decision.
 type Decision struct {
 	Allow bool
 	// Reason is reason.OK or reason.PermissionDenied.
 	Reason reason.Code
-	// Rule describes the grant that decided, e.g. "role:developer allow call read_file",
-	// or "default deny". For the audit log only.
+	// Rule describes what decided, e.g. "role:developer allow call read_file",
+	// "policy no-secrets-in-env", "default deny". For the audit log only.
 	Rule string
+	// Policies are the ids of the Cedar policies that matched (for a deny,
+	// the forbids; for an allow, the permits).
+	Policies []string
+}
+
+// Request is one question to the engine.
+type Request struct {
+	Principal *principal.Principal
+	Action    Action
+	// Resource is the tool name (call, approve) or the admin area (admin).
+	Resource string
+	// Tool describes the tool for Cedar (nil: unknown attributes).
+	Tool *ToolAttrs
+	// Args are the call's validated arguments (nil for name-level checks).
+	Args    map[string]any
+	Session SessionFacts
+	// Time is the request time (zero: now).
+	Time time.Time
 }
 
 type rule struct {
@@ -51,19 +97,59 @@ type rule struct {
 	deny    bool
 }
 
-// Engine evaluates grants. Replace swaps the rule set atomically; Decide
-// is safe for concurrent use.
+// Engine evaluates grants and Cedar policies. Replace and LoadCedar swap
+// their part atomically; an invalid input leaves the previous one in
+// force. Safe for concurrent use.
 type Engine struct {
 	roles atomic.Pointer[map[string][]rule]
+	cedar atomic.Pointer[cedarSet]
+	loc   atomic.Pointer[time.Location]
+	mode  atomic.Value // Mode
+
+	cacheMu sync.RWMutex
+	cache   map[string]Decision
+
+	entities entityCache
 }
 
-// New returns an engine over grants (see Replace for validation).
+// New returns an engine over grants (see Replace for validation), with no
+// Cedar policies, in enforce mode, using UTC for hours and weekdays.
 func New(grants []store.Grant) (*Engine, error) {
 	e := &Engine{}
 	if err := e.Replace(grants); err != nil {
 		return nil, err
 	}
+	e.cedar.Store(&cedarSet{subsets: map[string]*subset{}})
+	e.loc.Store(time.UTC)
+	e.mode.Store(ModeEnforce)
 	return e, nil
+}
+
+// SetLocation sets the time zone of context.hour and context.weekday.
+func (e *Engine) SetLocation(loc *time.Location) {
+	if loc != nil {
+		e.loc.Store(loc)
+		e.flush()
+	}
+}
+
+// SetMode sets enforce or report mode.
+func (e *Engine) SetMode(m Mode) error {
+	switch m {
+	case ModeEnforce, ModeReport:
+		e.mode.Store(m)
+		return nil
+	default:
+		return fmt.Errorf("policy: unknown mode %q (want enforce or report)", m)
+	}
+}
+
+// Mode returns the current mode.
+func (e *Engine) Mode() Mode {
+	if m, ok := e.mode.Load().(Mode); ok {
+		return m
+	}
+	return ModeEnforce
 }
 
 // Replace validates grants and swaps them in atomically. On error the
@@ -85,13 +171,46 @@ func (e *Engine) Replace(grants []store.Grant) error {
 		case EffectDeny:
 			deny = true
 		default:
-			return fmt.Errorf("%w: role %q: unknown effect %q", ErrInvalidGrant, g.Role, g.Effect)
+			return fmt.Errorf("%w: role %q: unknown effect %q (must be allow or deny)", ErrInvalidGrant, g.Role, g.Effect)
 		}
 		m[g.Role] = append(m[g.Role], rule{action: Action(g.Action), pattern: g.Pattern, deny: deny})
 	}
 	e.roles.Store(&m)
+	e.flush()
 	return nil
 }
+
+// LoadCedar parses Cedar policy files (name → content) and swaps them in.
+// On error (ErrInvalidPolicy) the previous policies stay in force.
+func (e *Engine) LoadCedar(files map[string][]byte) error {
+	set, err := ParseCedar(files)
+	if err != nil {
+		return err
+	}
+	e.cedar.Store(set)
+	e.flush()
+	return nil
+}
+
+// Policies lists the Cedar policies in force.
+func (e *Engine) Policies() []PolicyInfo {
+	if set := e.cedar.Load(); set != nil {
+		return set.Info()
+	}
+	return nil
+}
+
+// flush empties the decision cache (after any change of grants, policies,
+// users or keys).
+func (e *Engine) flush() {
+	e.cacheMu.Lock()
+	e.cache = nil
+	e.cacheMu.Unlock()
+}
+
+// Invalidate drops every cached decision; call it when users, roles or
+// keys change.
+func (e *Engine) Invalidate() { e.flush() }
 
 // match reports whether pattern matches name. Patterns use path.Match
 // syntax; names never contain '/', so '*' matches any run of characters.
@@ -103,33 +222,145 @@ func match(pattern, name string) bool {
 	return err == nil && ok
 }
 
-// Decide returns whether p may perform action on resource.
+// Decide returns whether p may perform action on resource, without
+// arguments: what tools/list and the admin API ask.
 func (e *Engine) Decide(p *principal.Principal, action Action, resource string) Decision {
+	return e.Evaluate(&Request{Principal: p, Action: action, Resource: resource})
+}
+
+// maxCache bounds the decision cache.
+const maxCache = 16384
+
+// Evaluate decides r. Decisions that depend on nothing but the principal,
+// its roles and scopes, the action and the resource — no Cedar policy with
+// conditions can apply — are cached until the next change.
+func (e *Engine) Evaluate(r *Request) Decision {
+	p := r.Principal
 	if p == nil {
 		return Decision{Reason: reason.PermissionDenied, Rule: "no principal"}
 	}
-	rp := e.roles.Load()
-	if rp == nil { // zero Engine (not built by New): no rules, so deny
-		return Decision{Reason: reason.PermissionDenied, Rule: "default deny"}
+	set := e.cedar.Load()
+	var sub *subset
+	if set != nil && len(set.policies) > 0 {
+		sub = set.subsetFor(r.Action, r.Resource)
 	}
-	roles := *rp
-	var allowedBy string
+	cacheable := sub == nil || sub.empty || !sub.conditional
+	var key string
+	if cacheable {
+		key = cacheKey(p, r)
+		e.cacheMu.RLock()
+		d, ok := e.cache[key]
+		e.cacheMu.RUnlock()
+		if ok {
+			return d
+		}
+	}
+	d := e.evaluate(r, sub)
+	if cacheable {
+		e.cacheMu.Lock()
+		if e.cache == nil || len(e.cache) >= maxCache {
+			e.cache = make(map[string]Decision)
+		}
+		e.cache[key] = d
+		e.cacheMu.Unlock()
+	}
+	return d
+}
+
+func cacheKey(p *principal.Principal, r *Request) string {
+	var b strings.Builder
+	b.WriteString(p.Name)
+	b.WriteByte(0)
+	b.WriteString(string(p.Method))
+	b.WriteByte(0)
+	b.WriteString(strings.Join(p.Roles, ","))
+	b.WriteByte(0)
+	b.WriteString(strings.Join(p.Scopes, ","))
+	b.WriteByte(0)
+	b.WriteString(string(r.Action))
+	b.WriteByte(0)
+	b.WriteString(r.Resource)
+	if r.Tool != nil {
+		b.WriteByte(0)
+		b.WriteString(r.Tool.Server + "\x00" + r.Tool.Sensitivity + "\x00" + strings.Join(r.Tool.Labels, ","))
+	}
+	return b.String()
+}
+
+func (e *Engine) evaluate(r *Request, sub *subset) Decision {
+	p := r.Principal
+	var roles map[string][]rule
+	if rp := e.roles.Load(); rp != nil { // a zero Engine has no grants: default deny
+		roles = *rp
+	}
+	var allowRole, allowPattern string
 	for _, role := range p.Roles {
-		for _, r := range roles[role] {
-			if r.action != action || !match(r.pattern, resource) {
+		for _, ru := range roles[role] {
+			if ru.action != r.Action || !match(ru.pattern, r.Resource) {
 				continue
 			}
-			if r.deny {
+			if ru.deny {
 				return Decision{Reason: reason.PermissionDenied,
-					Rule: fmt.Sprintf("role:%s deny %s %s", role, action, r.pattern)}
+					Rule: "role:" + role + " deny " + string(r.Action) + " " + ru.pattern}
 			}
-			if allowedBy == "" {
-				allowedBy = fmt.Sprintf("role:%s allow %s %s", role, action, r.pattern)
+			if allowRole == "" {
+				allowRole, allowPattern = role, ru.pattern
 			}
 		}
 	}
-	if allowedBy == "" {
+	var allowedBy string
+	if allowRole != "" {
+		allowedBy = "role:" + allowRole + " allow " + string(r.Action) + " " + allowPattern
+	}
+	// Key scopes narrow tool access; they never widen it.
+	if len(p.Scopes) > 0 && r.Action != ActionAdmin && !slices.ContainsFunc(p.Scopes, func(s string) bool { return match(s, r.Resource) }) {
+		return Decision{Reason: reason.PermissionDenied, Rule: "outside the key's scopes " + strings.Join(p.Scopes, ",")}
+	}
+	var permits []string
+	if sub != nil && !sub.empty {
+		loc := e.loc.Load()
+		if loc == nil {
+			loc = time.UTC
+		}
+		entities, req := cedarRequest(r, loc, &e.entities)
+		dec, diag := cedar.Authorize(sub.ps, entities, req)
+		if len(diag.Errors) > 0 {
+			var msgs []string
+			for _, de := range diag.Errors {
+				msgs = append(msgs, fmt.Sprintf("%s: %s", de.PolicyID, de.Message))
+			}
+			return Decision{Reason: reason.PermissionDenied, Rule: "policy evaluation error (fail closed): " + strings.Join(msgs, "; ")}
+		}
+		ids := make([]string, 0, len(diag.Reasons))
+		for _, re := range diag.Reasons {
+			ids = append(ids, string(re.PolicyID))
+		}
+		if dec == cedar.Deny && len(ids) > 0 { // forbids matched
+			return Decision{Reason: reason.PermissionDenied, Rule: "policy " + strings.Join(ids, ","), Policies: ids}
+		}
+		if dec == cedar.Allow {
+			permits = ids
+		}
+	}
+	switch {
+	case allowedBy != "" && len(permits) > 0:
+		return Decision{Allow: true, Reason: reason.OK, Rule: allowedBy + "; policy " + strings.Join(permits, ","), Policies: permits}
+	case allowedBy != "":
+		return Decision{Allow: true, Reason: reason.OK, Rule: allowedBy}
+	case len(permits) > 0:
+		return Decision{Allow: true, Reason: reason.OK, Rule: "policy " + strings.Join(permits, ","), Policies: permits}
+	default:
 		return Decision{Reason: reason.PermissionDenied, Rule: "default deny"}
 	}
-	return Decision{Allow: true, Reason: reason.OK, Rule: allowedBy}
+}
+
+// Conditional reports whether a Cedar policy with conditions can apply to
+// (action, resource): only then do the arguments matter to the decision.
+func (e *Engine) Conditional(action Action, resource string) bool {
+	set := e.cedar.Load()
+	if set == nil || len(set.policies) == 0 {
+		return false
+	}
+	sub := set.subsetFor(action, resource)
+	return !sub.empty && sub.conditional
 }

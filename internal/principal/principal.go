@@ -30,6 +30,9 @@ type Principal struct {
 	Roles []string
 	// KeyID is the public id of the API key used ("key_..."), if any.
 	KeyID string
+	// Scopes narrow what the credential may do: tool patterns from the API
+	// key, or the OAuth scopes of a token (empty: what the roles allow).
+	Scopes []string
 	// Method is how the principal authenticated.
 	Method Method
 }

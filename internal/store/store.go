@@ -38,10 +38,14 @@ type APIKey struct {
 	Hash       []byte // HMAC-SHA256 of the key under the server secret
 	Prefix     string // first characters of the key, for display
 	Roles      []string
-	CreatedAt  time.Time
-	ExpiresAt  *time.Time
-	RevokedAt  *time.Time
-	LastUsedAt *time.Time
+	// Scopes narrow what the key may do: tool patterns ("read_file",
+	// "git_*"); empty means everything its roles allow.
+	Scopes      []string
+	CreatedAt   time.Time
+	ExpiresAt   *time.Time
+	RevokedAt   *time.Time
+	LastUsedAt  *time.Time
+	RotatedFrom string // id of the key this one replaced, if any
 }
 
 // Active reports whether k can authenticate at time now.
@@ -56,6 +60,13 @@ type Grant struct {
 	Action  string
 	Pattern string
 	Effect  string
+}
+
+// Role is a named set of grants.
+type Role struct {
+	Name        string
+	Description string
+	Grants      []Grant
 }
 
 // Session is an MCP session as first seen by the gateway.
@@ -76,11 +87,19 @@ type Store interface {
 	UserByName(ctx context.Context, name string) (User, error)
 	// GrantUserRole adds role to the user (idempotent). Unknown: ErrInvalid / ErrNotFound.
 	GrantUserRole(ctx context.Context, userID int64, role string) error
+	// RevokeUserRole removes role from the user; not held: ErrNotFound.
+	RevokeUserRole(ctx context.Context, userID int64, role string) error
+	// ListUsers returns all users with their roles, by name.
+	ListUsers(ctx context.Context) ([]User, error)
+	// SetUserDisabled disables or enables the user; unknown: ErrNotFound.
+	SetUserDisabled(ctx context.Context, name string, disabled bool) (User, error)
 
 	// CreateAPIKey stores k. A duplicate id or hash: ErrConflict.
 	CreateAPIKey(ctx context.Context, k APIKey) error
 	// APIKeyByHash returns the key with this hash and its user, or ErrNotFound.
 	APIKeyByHash(ctx context.Context, hash []byte) (APIKey, User, error)
+	// APIKeyByID returns the key or ErrNotFound.
+	APIKeyByID(ctx context.Context, id string) (APIKey, error)
 	// ListAPIKeys returns all keys, newest first.
 	ListAPIKeys(ctx context.Context) ([]APIKey, error)
 	// RevokeAPIKey marks the key revoked at time at; unknown or already
@@ -89,8 +108,22 @@ type Store interface {
 
 	// Roles returns all role names, sorted.
 	Roles(ctx context.Context) ([]string, error)
+	// ListRoles returns every role with its description and grants, by name.
+	ListRoles(ctx context.Context) ([]Role, error)
+	// CreateRole adds a role; an existing name: ErrConflict.
+	CreateRole(ctx context.Context, name, description string) error
 	// Grants returns every role's permissions.
 	Grants(ctx context.Context) ([]Grant, error)
+	// GrantPermission gives g.Role the permission (idempotent; an existing
+	// grant of the same action and pattern takes g's effect). Unknown role
+	// or bad action/effect: ErrInvalid.
+	GrantPermission(ctx context.Context, g Grant) error
+	// RevokePermission removes a grant; absent: ErrNotFound.
+	RevokePermission(ctx context.Context, role, action, pattern string) error
+	// AccessVersion is a counter that every change of users, roles, grants
+	// or keys increases; caches compare it to notice changes made by any
+	// process sharing the store.
+	AccessVersion(ctx context.Context) (int64, error)
 
 	// RecordSession stores an MCP session (idempotent on ID).
 	RecordSession(ctx context.Context, s Session) error

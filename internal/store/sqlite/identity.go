@@ -138,9 +138,17 @@ func (db *DB) CreateAPIKey(ctx context.Context, k store.APIKey) error {
 	if err != nil {
 		return err
 	}
+	scopes := k.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	scopesJSON, err := json.Marshal(scopes)
+	if err != nil {
+		return err
+	}
 	_, err = db.w.ExecContext(ctx,
-		`INSERT INTO api_keys (id, user_id, hash, prefix, roles, created_ns, expires_ns) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		k.ID, k.UserID, k.Hash, k.Prefix, string(roles), ns(k.CreatedAt), nullNS(k.ExpiresAt))
+		`INSERT INTO api_keys (id, user_id, hash, prefix, roles, created_ns, expires_ns, scopes, rotated_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.UserID, k.Hash, k.Prefix, string(roles), ns(k.CreatedAt), nullNS(k.ExpiresAt), string(scopesJSON), k.RotatedFrom)
 	if isUnique(err) {
 		return fmt.Errorf("%w: api key", store.ErrConflict)
 	}
@@ -153,20 +161,26 @@ func (db *DB) CreateAPIKey(ctx context.Context, k store.APIKey) error {
 	return nil
 }
 
-const keyColumns = `k.id, k.user_id, u.name, k.hash, k.prefix, k.roles, k.created_ns, k.expires_ns, k.revoked_ns, k.last_used_ns`
+const keyColumns = `k.id, k.user_id, u.name, k.hash, k.prefix, k.roles, k.created_ns, k.expires_ns, k.revoked_ns, k.last_used_ns, k.scopes, k.rotated_from`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
 func scanKey(row rowScanner) (store.APIKey, error) {
 	var k store.APIKey
-	var roles string
+	var roles, scopes string
 	var created int64
 	var expires, revoked, used sql.NullInt64
-	if err := row.Scan(&k.ID, &k.UserID, &k.UserName, &k.Hash, &k.Prefix, &roles, &created, &expires, &revoked, &used); err != nil {
+	if err := row.Scan(&k.ID, &k.UserID, &k.UserName, &k.Hash, &k.Prefix, &roles, &created, &expires, &revoked, &used, &scopes, &k.RotatedFrom); err != nil {
 		return k, err
 	}
 	if err := json.Unmarshal([]byte(roles), &k.Roles); err != nil {
 		return k, fmt.Errorf("sqlite: api key roles: %w", err)
+	}
+	if err := json.Unmarshal([]byte(scopes), &k.Scopes); err != nil {
+		return k, fmt.Errorf("sqlite: api key scopes: %w", err)
+	}
+	if len(k.Scopes) == 0 {
+		k.Scopes = nil
 	}
 	k.CreatedAt = fromNS(created)
 	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromNullNS(expires), fromNullNS(revoked), fromNullNS(used)
