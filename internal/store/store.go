@@ -32,12 +32,12 @@ type User struct {
 // APIKey is a stored API key. The key itself is never stored: only its
 // keyed HMAC (Hash). Prefix is a short, non-secret display form.
 type APIKey struct {
-	ID         string // public id, "key_..."
-	UserID     int64
-	UserName   string
-	Hash       []byte // HMAC-SHA256 of the key under the server secret
-	Prefix     string // first characters of the key, for display
-	Roles      []string
+	ID       string // public id, "key_..."
+	UserID   int64
+	UserName string
+	Hash     []byte // HMAC-SHA256 of the key under the server secret
+	Prefix   string // first characters of the key, for display
+	Roles    []string
 	// Scopes narrow what the key may do: tool patterns ("read_file",
 	// "git_*"); empty means everything its roles allow.
 	Scopes      []string
