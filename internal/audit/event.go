@@ -35,6 +35,20 @@ const (
 	ServerStart     Type = "server.start"
 	ServerStop      Type = "server.stop"
 	SessionCreate   Type = "mcp.session.create"
+
+	PolicyWouldDeny    Type = "policy.would_deny"      // report mode: a call that enforce mode would refuse ran anyway
+	PolicyReload       Type = "policy.reload"          // Cedar policies or role grants were reloaded
+	PolicyReloadFailed Type = "policy.reload_failed"   // a reload was rejected; the previous policies stay in force
+	AuthLockout        Type = "auth.lockout"           // a source address or principal crossed the failure threshold
+	AdminUserDisable   Type = "admin.user.disable"     // a user was disabled
+	AdminUserEnable    Type = "admin.user.enable"      // a user was enabled again
+	AdminUserRevoke    Type = "admin.user.role_revoke" // a role was taken from a user
+	AdminRoleCreate    Type = "admin.role.create"
+	AdminRoleGrant     Type = "admin.role.permission_grant"
+	AdminRoleRevoke    Type = "admin.role.permission_revoke"
+	AdminKeyRotate     Type = "admin.key.rotate" // a key was replaced by a new one and revoked
+	AdminPolicyReload  Type = "admin.policy.reload"
+	AdminPolicyTest    Type = "admin.policy.test"
 )
 
 // Types lists every event type Portcullis emits.
@@ -42,6 +56,10 @@ var Types = []Type{
 	ToolCallStart, ToolCallEnd, ToolCallRefused, PolicyDeny, AuthFailure,
 	RequestInvalid, AdminKeyCreate, AdminKeyRevoke, AdminUserCreate,
 	AdminUserGrant, AdminDenied, ServerStart, ServerStop, SessionCreate,
+	PolicyWouldDeny, PolicyReload, PolicyReloadFailed, AuthLockout,
+	AdminUserDisable, AdminUserEnable, AdminUserRevoke, AdminRoleCreate,
+	AdminRoleGrant, AdminRoleRevoke, AdminKeyRotate, AdminPolicyReload,
+	AdminPolicyTest,
 }
 
 // Status values of an event.

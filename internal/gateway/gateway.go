@@ -2,8 +2,11 @@
 // every call passes, whatever transport it came from and whichever tool it
 // names. The stages run in one fixed order (see stages), outermost first:
 //
-//	resolve → authorize → validate → audit start → execute → audit end
+//	resolve → authorize → validate → policy → audit start → execute → audit end
 //
+// authorize is the name-level decision (role grants, key scopes, Cedar
+// policies without conditions); policy evaluates the Cedar conditions on
+// the validated arguments, the time and the caller's recent denials.
 // Every refusal is audited with a stable reason code and answered with a
 // generic message. No tool runs unless its tool.call.start record is
 // durable (fail closed). Later stages (quarantine, argument guards, rate
@@ -28,9 +31,17 @@ import (
 	"github.com/portcullis/portcullis/internal/tool"
 )
 
-// Authorizer decides access (implemented by *policy.Engine).
+// Authorizer decides access (implemented by *policy.Engine; see there for
+// the semantics of each method).
 type Authorizer interface {
-	Decide(p *principal.Principal, action policy.Action, resource string) policy.Decision
+	// DecideRequest is the name-level decision (tools/list, authorize).
+	DecideRequest(r *policy.Request) policy.Decision
+	// Evaluate is the full decision with validated arguments.
+	Evaluate(r *policy.Request) policy.Decision
+	// Conditional reports whether conditions can apply to (action, tool).
+	Conditional(action policy.Action, resource string) bool
+	// Mode is enforce or report.
+	Mode() policy.Mode
 }
 
 // Emitter records audit events durably (implemented by *audit.Writer).
@@ -58,8 +69,9 @@ type Deps struct {
 
 // Gateway runs the pipeline. Safe for concurrent use.
 type Gateway struct {
-	cfg  Config
-	deps Deps
+	cfg     Config
+	deps    Deps
+	denials *denialCounter
 
 	mu    sync.RWMutex
 	tools map[string]*entry
@@ -77,6 +89,7 @@ type entry struct {
 	tool   tool.Tool
 	def    tool.Definition
 	schema *jsonschema.Resolved
+	attrs  *policy.ToolAttrs
 }
 
 // New returns a Gateway with no tools.
@@ -97,6 +110,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	return &Gateway{
 		cfg:     cfg,
 		deps:    deps,
+		denials: newDenialCounter(deps.Now),
 		tools:   map[string]*entry{},
 		base:    base,
 		cancel:  cancel,
@@ -127,20 +141,25 @@ func (g *Gateway) Register(t tool.Tool) error {
 	if _, dup := g.tools[def.Name]; dup {
 		return fmt.Errorf("gateway: tool %s registered twice", def.Name)
 	}
-	g.tools[def.Name] = &entry{tool: t, def: def, schema: rs}
+	g.tools[def.Name] = &entry{tool: t, def: def, schema: rs, attrs: &policy.ToolAttrs{
+		Server: def.Server, Sensitivity: def.Sensitivity.String(), Labels: slices.Clone(def.Labels)}}
 	return nil
 }
 
 // ListTools returns the definitions of the tools p may call, sorted by
-// name: the same decision that tools/call makes, so a client never sees a
-// tool it would be refused.
+// name: the same name-level decision that tools/call makes first, so a
+// client never sees a tool it would be refused by name. (A tool whose
+// Cedar conditions forbid some arguments is listed.)
 func (g *Gateway) ListTools(p *principal.Principal) []tool.Definition {
 	g.mu.RLock()
 	names := slices.Sorted(maps.Keys(g.tools))
 	out := make([]tool.Definition, 0, len(names))
+	report := g.deps.Policy.Mode() == policy.ModeReport
 	for _, n := range names {
-		if g.deps.Policy.Decide(p, policy.ActionCall, n).Allow {
-			out = append(out, g.tools[n].def)
+		e := g.tools[n]
+		d := g.deps.Policy.DecideRequest(&policy.Request{Principal: p, Action: policy.ActionCall, Resource: n, Tool: e.attrs})
+		if d.Allow || report && d.ByPolicy {
+			out = append(out, e.def)
 		}
 	}
 	g.mu.RUnlock()

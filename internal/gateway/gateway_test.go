@@ -58,6 +58,18 @@ func (f *fakeAuthz) Decide(p *principal.Principal, a policy.Action, res string) 
 	return policy.Decision{Reason: reason.PermissionDenied, Rule: secretRule}
 }
 
+func (f *fakeAuthz) DecideRequest(r *policy.Request) policy.Decision {
+	return f.Decide(r.Principal, r.Action, r.Resource)
+}
+
+func (f *fakeAuthz) Evaluate(r *policy.Request) policy.Decision {
+	return f.Decide(r.Principal, r.Action, r.Resource)
+}
+
+func (f *fakeAuthz) Conditional(policy.Action, string) bool { return false }
+
+func (f *fakeAuthz) Mode() policy.Mode { return policy.ModeEnforce }
+
 var _ gateway.Authorizer = (*fakeAuthz)(nil)
 
 // recorder is an Emitter that keeps a copy of every event it accepted.
@@ -305,7 +317,7 @@ func refused(code reason.Code) *tool.Result {
 
 func TestStageOrder(t *testing.T) {
 	e := newEnv(t, allow(), nil)
-	want := []string{"resolve", "authorize", "validate", "audit_start", "execute", "audit_end"}
+	want := []string{"resolve", "authorize", "validate", "policy", "audit_start", "execute", "audit_end"}
 	if diff := cmp.Diff(want, e.gw.StageNames()); diff != "" {
 		t.Errorf("StageNames() mismatch (-want +got):\n%s", diff)
 	}

@@ -31,6 +31,7 @@ type call struct {
 	req      CallRequest
 	entry    *entry // nil when the tool is not registered
 	args     json.RawMessage
+	argv     map[string]any // args decoded (after validate)
 	redacted json.RawMessage
 	digest   string
 	started  time.Time
@@ -59,6 +60,7 @@ func (g *Gateway) stages() []stage {
 		{"resolve", g.resolve},
 		{"authorize", g.authorize},
 		{"validate", g.validate},
+		{"policy", g.policy},
 		{"audit_start", g.auditStart},
 		{"execute", g.execute},
 		{"audit_end", g.auditEnd},
@@ -105,19 +107,77 @@ func (g *Gateway) resolve(_ context.Context, c *call) *refusal {
 	return nil
 }
 
-func (g *Gateway) authorize(_ context.Context, c *call) *refusal {
-	d := g.deps.Policy.Decide(c.req.Principal, policy.ActionCall, c.req.Tool)
-	if !d.Allow {
+// authorize is the name-level decision: may this principal call a tool of
+// this name at all? It runs before validation so that nothing reads the
+// arguments of a call the caller may not make.
+func (g *Gateway) authorize(ctx context.Context, c *call) *refusal {
+	var attrs *policy.ToolAttrs
+	if c.entry != nil {
+		attrs = c.entry.attrs
+	}
+	d := g.deps.Policy.DecideRequest(&policy.Request{Principal: c.req.Principal, Action: policy.ActionCall,
+		Resource: c.req.Tool, Tool: attrs})
+	if !d.Allow && !g.reportOnly(ctx, c, d) {
 		detail := d.Rule
 		if c.entry == nil {
 			detail += "; tool not registered"
 		}
-		return &refusal{code: reason.PermissionDenied, typ: audit.PolicyDeny, detail: detail}
+		return g.deny(c, detail)
 	}
 	if c.entry == nil {
 		return &refusal{code: reason.UnknownTool, typ: audit.ToolCallRefused, detail: "tool not registered; " + d.Rule}
 	}
 	return nil
+}
+
+// policy evaluates the Cedar policies with conditions on the validated
+// arguments, the time and the caller's recent denials. Tools that no
+// conditional policy can apply to were decided by authorize.
+func (g *Gateway) policy(ctx context.Context, c *call) *refusal {
+	if !g.deps.Policy.Conditional(policy.ActionCall, c.req.Tool) {
+		return nil
+	}
+	d := g.deps.Policy.Evaluate(g.policyRequest(c))
+	if d.Allow || g.reportOnly(ctx, c, d) {
+		return nil
+	}
+	return g.deny(c, d.Rule)
+}
+
+func (g *Gateway) policyRequest(c *call) *policy.Request {
+	return &policy.Request{
+		Principal: c.req.Principal, Action: policy.ActionCall, Resource: c.req.Tool,
+		Tool: c.entry.attrs, Args: c.argv,
+		Session: policy.SessionFacts{Denials: g.denials.count(c.req.Principal)},
+		Time:    g.deps.Now(),
+	}
+}
+
+// deny is a policy refusal; it counts towards the caller's recent denials
+// (Cedar context.denials).
+func (g *Gateway) deny(c *call, detail string) *refusal {
+	g.denials.add(c.req.Principal)
+	return &refusal{code: reason.PermissionDenied, typ: audit.PolicyDeny, detail: detail}
+}
+
+// reportOnly handles a denial in report mode: a denial decided by Cedar
+// policies is recorded as policy.would_deny and the call proceeds (true).
+// Role grants and the default deny are always enforced (false).
+func (g *Gateway) reportOnly(ctx context.Context, c *call, d policy.Decision) bool {
+	if !d.ByPolicy || g.deps.Policy.Mode() != policy.ModeReport {
+		return false
+	}
+	e := g.event(c, audit.PolicyWouldDeny)
+	e.Decision = audit.DecisionAllow
+	e.Status = audit.StatusOK
+	e.Reason = reason.PermissionDenied
+	e.Detail = "report mode: " + d.Rule
+	if err := g.deps.Audit.Emit(context.WithoutCancel(ctx), e); err != nil {
+		// Without its record the call must not pass on report mode's say-so.
+		g.deps.Logger.Error("audit of policy.would_deny failed; call refused", "tool", c.req.Tool, "err", err)
+		return false
+	}
+	return true
 }
 
 // validate checks the raw arguments against the tool's JSON Schema before
@@ -138,10 +198,12 @@ func (g *Gateway) validate(_ context.Context, c *call) *refusal {
 		return &refusal{code: reason.InvalidArguments, typ: audit.ToolCallRefused,
 			msg: "invalid arguments: " + err.Error(), detail: err.Error()}
 	}
-	if _, ok := v.(map[string]any); !ok {
+	m, ok := v.(map[string]any)
+	if !ok {
 		return &refusal{code: reason.InvalidArguments, typ: audit.ToolCallRefused,
 			msg: "invalid arguments: must be a JSON object"}
 	}
+	c.argv = m
 	if err := c.entry.schema.Validate(v); err != nil {
 		msg := schemaError(err) // never err.Error(): it quotes argument values
 		return &refusal{code: reason.InvalidArguments, typ: audit.ToolCallRefused,
@@ -308,4 +370,41 @@ func resultFromError(err error) *tool.Result {
 	r := errorResult(reason.ToolFailed, "")
 	r.Detail = err.Error()
 	return r
+}
+
+// ErrInvalidArguments is returned by Explain for arguments the tool's
+// schema refuses.
+var ErrInvalidArguments = errors.New("invalid arguments")
+
+// Explain decides a call to name with args by p exactly as Call would —
+// name-level decision, argument validation, Cedar conditions — without
+// auditing, counting denials or running anything. It answers `portcullis
+// policy test`. Report mode is not applied: the decision is what enforce
+// mode would do. Invalid arguments: ErrInvalidArguments with the schema's
+// complaint.
+func (g *Gateway) Explain(p *principal.Principal, name string, args json.RawMessage) (policy.Decision, error) {
+	c := &call{req: CallRequest{Principal: p, Tool: name, Args: args}}
+	if g.resolve(context.Background(), c) != nil {
+		return policy.Decision{Reason: reason.PermissionDenied, Rule: "malformed tool name"}, nil
+	}
+	var attrs *policy.ToolAttrs
+	if c.entry != nil {
+		attrs = c.entry.attrs
+	}
+	d := g.deps.Policy.DecideRequest(&policy.Request{Principal: p, Action: policy.ActionCall, Resource: name, Tool: attrs})
+	if c.entry == nil {
+		d.Allow, d.Reason = false, reason.PermissionDenied
+		d.Rule = "tool not registered; name-level: " + d.Rule
+		return d, nil
+	}
+	if !d.Allow {
+		return d, nil
+	}
+	if r := g.validate(context.Background(), c); r != nil {
+		return policy.Decision{}, fmt.Errorf("%w: %s", ErrInvalidArguments, r.msg)
+	}
+	if !g.deps.Policy.Conditional(policy.ActionCall, name) {
+		return d, nil
+	}
+	return g.deps.Policy.Evaluate(g.policyRequest(c)), nil
 }

@@ -76,6 +76,11 @@ type subset struct {
 	ps          policyList
 	conditional bool // some applicable policy has conditions
 	empty       bool
+	// uncond are the applicable policies without conditions (what a
+	// name-level decision evaluates); condPermit says whether some
+	// applicable permit has conditions.
+	uncond     policyList
+	condPermit bool
 }
 
 // policyList is a cedar.PolicyIterator over a fixed slice: cedar's own
@@ -173,6 +178,11 @@ func (s *cedarSet) subsetFor(action Action, resource string) *subset {
 		}
 		sub.ps = append(sub.ps, p)
 		sub.conditional = sub.conditional || p.conditional
+		if !p.conditional {
+			sub.uncond = append(sub.uncond, p)
+		} else if !p.forbid {
+			sub.condPermit = true
+		}
 	}
 	sub.empty = len(sub.ps) == 0
 	s.mu.Lock()

@@ -208,8 +208,8 @@ func TestDecisionCache(t *testing.T) {
 	}
 	e.Evaluate(&Request{Principal: dev, Action: ActionCall, Resource: "write_file", Args: map[string]any{"path": "a"}})
 	for k := range e.cache {
-		if strings.Contains(k, "write_file") {
-			t.Errorf("a decision subject to a conditional policy was cached: %q", k)
+		if strings.HasPrefix(k, "f\x00") && strings.Contains(k, "write_file") {
+			t.Errorf("a full decision subject to a conditional policy was cached: %q", k)
 		}
 	}
 	if !e.Conditional(ActionCall, "write_file") || e.Conditional(ActionCall, "read_file") {
@@ -232,5 +232,61 @@ func TestReportMode(t *testing.T) {
 	}
 	if d := e.Decide(dev, ActionCall, "read_file"); d.Allow {
 		t.Error("report mode changed the decision itself")
+	}
+}
+
+// TestNameLevel: a name-level decision ignores conditional forbids (they
+// are checked once the arguments are known), honours unconditional
+// forbids, and counts a conditional permit as a possible allow that the
+// full evaluation then decides.
+func TestNameLevel(t *testing.T) {
+	e, err := New([]store.Grant{{Role: "developer", Action: "call", Pattern: "*", Effect: "allow"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.LoadCedar(map[string][]byte{"p.cedar": []byte(`
+@id("no-env") forbid (principal, action == Action::"call", resource == Tool::"write_file") when { context.args has path && context.args.path like "*.env" };
+@id("no-delete") forbid (principal, action == Action::"call", resource == Tool::"delete_file");
+@id("guest-python-hours") permit (principal in Role::"guest", action == Action::"call", resource == Tool::"execute_python") when { context.hour >= 9 && context.hour < 18 };
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	guest := &principal.Principal{Name: "g", Roles: []string{"guest"}, Method: principal.MethodAPIKey}
+	night := time.Date(2026, 11, 23, 23, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		d        Decision
+		allow    bool
+		byPolicy bool
+	}{
+		{"write_file name-level", e.Decide(dev, ActionCall, "write_file"), true, false},
+		{"write_file .env", e.Evaluate(&Request{Principal: dev, Action: ActionCall, Resource: "write_file", Args: map[string]any{"path": "a.env"}}), false, true},
+		{"write_file ok", e.Evaluate(&Request{Principal: dev, Action: ActionCall, Resource: "write_file", Args: map[string]any{"path": "a.txt"}}), true, false},
+		{"delete_file name-level", e.Decide(dev, ActionCall, "delete_file"), false, true},
+		{"delete_file full", e.Evaluate(&Request{Principal: dev, Action: ActionCall, Resource: "delete_file", Args: map[string]any{"path": "a"}}), false, true},
+		{"guest python name-level", e.Decide(guest, ActionCall, "execute_python"), true, false},
+		{"guest python day", e.Evaluate(&Request{Principal: guest, Action: ActionCall, Resource: "execute_python", Time: monday10}), true, false},
+		{"guest python night", e.Evaluate(&Request{Principal: guest, Action: ActionCall, Resource: "execute_python", Time: night}), false, false},
+		{"guest other tool", e.Decide(guest, ActionCall, "read_file"), false, false},
+	} {
+		if tc.d.Allow != tc.allow || tc.d.ByPolicy != tc.byPolicy {
+			t.Errorf("%s: %+v; want allow=%v byPolicy=%v", tc.name, tc.d, tc.allow, tc.byPolicy)
+		}
+	}
+	// The name-level allow of write_file is cached, the full ones are not.
+	e.Decide(dev, ActionCall, "write_file")
+	var names, full int
+	for k := range e.cache {
+		if strings.Contains(k, "write_file") {
+			if strings.HasPrefix(k, "n\x00") {
+				names++
+			} else {
+				full++
+			}
+		}
+	}
+	if names != 1 || full != 0 {
+		t.Errorf("cache holds %d name-level and %d full write_file decisions; want 1 and 0", names, full)
 	}
 }

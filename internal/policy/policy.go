@@ -55,8 +55,11 @@ type Mode string
 const (
 	// ModeEnforce refuses denied calls.
 	ModeEnforce Mode = "enforce"
-	// ModeReport lets denied calls proceed and records policy.would_deny:
-	// for rolling out new policies. Admin API decisions are always enforced.
+	// ModeReport lets calls denied by Cedar policies (Decision.ByPolicy)
+	// proceed and records policy.would_deny: for rolling out new policies.
+	// Role grants, key scopes and the default deny are always enforced (a
+	// rollout of conditions must not open what RBAC closes), and so are
+	// admin API decisions.
 	ModeReport Mode = "report"
 )
 
@@ -74,6 +77,10 @@ type Decision struct {
 	// Policies are the ids of the Cedar policies that matched (for a deny,
 	// the forbids; for an allow, the permits).
 	Policies []string
+	// ByPolicy is set on a denial decided by Cedar policies (a forbid
+	// matched or a policy failed to evaluate) rather than by role grants,
+	// scopes or the default: the denials that report mode lets through.
+	ByPolicy bool
 }
 
 // Request is one question to the engine.
@@ -222,19 +229,32 @@ func match(pattern, name string) bool {
 	return err == nil && ok
 }
 
-// Decide returns whether p may perform action on resource, without
-// arguments: what tools/list and the admin API ask.
+// Decide is the name-level decision for p performing action on resource
+// (see DecideRequest), without tool attributes: what the admin API asks.
 func (e *Engine) Decide(p *principal.Principal, action Action, resource string) Decision {
-	return e.Evaluate(&Request{Principal: p, Action: action, Resource: resource})
+	return e.decide(&Request{Principal: p, Action: action, Resource: resource}, true)
 }
+
+// DecideRequest is the name-level decision: may r.Principal perform
+// r.Action on r.Resource at all? It is what tools/list and the first
+// authorization step of tools/call ask, before the arguments are
+// validated. Role grants and scopes decide as always; of the Cedar
+// policies only those without conditions are evaluated, and a permit with
+// conditions counts as a possible allow (the conditions are checked by
+// Evaluate once the arguments are known). r.Args, r.Session and r.Time are
+// ignored. Name-level decisions are always cached.
+func (e *Engine) DecideRequest(r *Request) Decision { return e.decide(r, true) }
+
+// Evaluate is the full decision with the call's validated arguments, the
+// time and the session facts: every applicable Cedar policy is evaluated.
+// A nil r.Args is an empty argument object. Decisions to which no
+// conditional policy applies are cached until the next change.
+func (e *Engine) Evaluate(r *Request) Decision { return e.decide(r, false) }
 
 // maxCache bounds the decision cache.
 const maxCache = 16384
 
-// Evaluate decides r. Decisions that depend on nothing but the principal,
-// its roles and scopes, the action and the resource — no Cedar policy with
-// conditions can apply — are cached until the next change.
-func (e *Engine) Evaluate(r *Request) Decision {
+func (e *Engine) decide(r *Request, nameOnly bool) Decision {
 	p := r.Principal
 	if p == nil {
 		return Decision{Reason: reason.PermissionDenied, Rule: "no principal"}
@@ -244,10 +264,10 @@ func (e *Engine) Evaluate(r *Request) Decision {
 	if set != nil && len(set.policies) > 0 {
 		sub = set.subsetFor(r.Action, r.Resource)
 	}
-	cacheable := sub == nil || sub.empty || !sub.conditional
+	cacheable := nameOnly || sub == nil || sub.empty || !sub.conditional
 	var key string
 	if cacheable {
-		key = cacheKey(p, r)
+		key = cacheKey(p, r, nameOnly)
 		e.cacheMu.RLock()
 		d, ok := e.cache[key]
 		e.cacheMu.RUnlock()
@@ -255,7 +275,7 @@ func (e *Engine) Evaluate(r *Request) Decision {
 			return d
 		}
 	}
-	d := e.evaluate(r, sub)
+	d := e.evaluate(r, sub, nameOnly)
 	if cacheable {
 		e.cacheMu.Lock()
 		if e.cache == nil || len(e.cache) >= maxCache {
@@ -267,8 +287,13 @@ func (e *Engine) Evaluate(r *Request) Decision {
 	return d
 }
 
-func cacheKey(p *principal.Principal, r *Request) string {
+func cacheKey(p *principal.Principal, r *Request, nameOnly bool) string {
 	var b strings.Builder
+	if nameOnly {
+		b.WriteString("n\x00")
+	} else {
+		b.WriteString("f\x00")
+	}
 	b.WriteString(p.Name)
 	b.WriteByte(0)
 	b.WriteString(string(p.Method))
@@ -287,7 +312,7 @@ func cacheKey(p *principal.Principal, r *Request) string {
 	return b.String()
 }
 
-func (e *Engine) evaluate(r *Request, sub *subset) Decision {
+func (e *Engine) evaluate(r *Request, sub *subset, nameOnly bool) Decision {
 	p := r.Principal
 	var roles map[string][]rule
 	if rp := e.roles.Load(); rp != nil { // a zero Engine has no grants: default deny
@@ -317,30 +342,42 @@ func (e *Engine) evaluate(r *Request, sub *subset) Decision {
 		return Decision{Reason: reason.PermissionDenied, Rule: "outside the key's scopes " + strings.Join(p.Scopes, ",")}
 	}
 	var permits []string
+	var maybe bool // name-level: a conditional permit may allow
+	ps := policyList(nil)
 	if sub != nil && !sub.empty {
+		ps = sub.ps
+		if nameOnly {
+			ps, maybe = sub.uncond, sub.condPermit
+		}
+	}
+	if len(ps) > 0 {
 		loc := e.loc.Load()
 		if loc == nil {
 			loc = time.UTC
 		}
 		entities, req := cedarRequest(r, loc, &e.entities)
-		dec, diag := cedar.Authorize(sub.ps, entities, req)
+		dec, diag := cedar.Authorize(ps, entities, req)
 		if len(diag.Errors) > 0 {
 			var msgs []string
 			for _, de := range diag.Errors {
 				msgs = append(msgs, fmt.Sprintf("%s: %s", de.PolicyID, de.Message))
 			}
-			return Decision{Reason: reason.PermissionDenied, Rule: "policy evaluation error (fail closed): " + strings.Join(msgs, "; ")}
+			return Decision{Reason: reason.PermissionDenied, ByPolicy: true,
+				Rule: "policy evaluation error (fail closed): " + strings.Join(msgs, "; ")}
 		}
 		ids := make([]string, 0, len(diag.Reasons))
 		for _, re := range diag.Reasons {
 			ids = append(ids, string(re.PolicyID))
 		}
 		if dec == cedar.Deny && len(ids) > 0 { // forbids matched
-			return Decision{Reason: reason.PermissionDenied, Rule: "policy " + strings.Join(ids, ","), Policies: ids}
+			return Decision{Reason: reason.PermissionDenied, Rule: "policy " + strings.Join(ids, ","), Policies: ids, ByPolicy: true}
 		}
 		if dec == cedar.Allow {
 			permits = ids
 		}
+	}
+	if allowedBy == "" && len(permits) == 0 && maybe {
+		return Decision{Allow: true, Reason: reason.OK, Rule: "conditional policy permit (conditions checked with the arguments)"}
 	}
 	switch {
 	case allowedBy != "" && len(permits) > 0:

@@ -92,6 +92,9 @@ type Definition struct {
 	Timeout time.Duration
 	// Server is the plugin server name; empty for built-in tools.
 	Server string
+	// Labels classify the tool for policies (Cedar resource.labels), e.g.
+	// "filesystem", "write", "code-execution", "network".
+	Labels []string
 }
 
 // Tool is one callable tool.

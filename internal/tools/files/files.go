@@ -255,6 +255,7 @@ func listDirectoryDef() tool.Definition {
 		}),
 		Sensitivity: tool.Low,
 		ReadOnly:    true,
+		Labels:      []string{"filesystem", "read"},
 	}
 }
 
@@ -278,6 +279,7 @@ func readFileDef() tool.Definition {
 		}),
 		Sensitivity: tool.Low,
 		ReadOnly:    true,
+		Labels:      []string{"filesystem", "read"},
 	}
 }
 
@@ -292,6 +294,7 @@ func writeFileDef() tool.Definition {
 		}),
 		Sensitivity: tool.Medium,
 		Destructive: true, // replaces existing content (MCP destructiveHint)
+		Labels:      []string{"filesystem", "write"},
 	}
 }
 
@@ -305,6 +308,7 @@ func fileInfoDef() tool.Definition {
 		}),
 		Sensitivity: tool.Low,
 		ReadOnly:    true,
+		Labels:      []string{"filesystem", "read"},
 	}
 }
 

@@ -158,6 +158,7 @@ func (t *Tool) Definition() tool.Definition {
 		},
 		Sensitivity: tool.High,
 		Timeout:     t.cfg.MaxTimeout + 10*time.Second,
+		Labels:      []string{"code-execution", "sandboxed"},
 	}
 }
 
