@@ -34,6 +34,9 @@ const (
 	CauseDisabled  = "disabled_user"
 	CauseNoRoles   = "no_roles"
 	CauseBackend   = "backend_error"
+	// CauseInsufficientScope: a bearer token verified but lacks a
+	// required scope; answered 403 insufficient_scope, not 401.
+	CauseInsufficientScope = "insufficient_scope"
 )
 
 // Failure is an authentication failure with its cause. It unwraps to
@@ -42,7 +45,10 @@ type Failure struct {
 	Cause string
 	KeyID string // set when the key was found
 	User  string // set when the user was found
-	Err   error  // backend error, if any
+	// Scope lists, space-separated, the scopes a token would need
+	// (CauseInsufficientScope only).
+	Scope string
+	Err   error // backend error, if any
 }
 
 func (f *Failure) Error() string {

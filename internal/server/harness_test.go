@@ -178,6 +178,9 @@ type stackOptions struct {
 	admin http.Handler
 	// noHTTP builds the Server without an httptest server.
 	noHTTP bool
+	// config and deps adjust the server's Config and Deps.
+	config func(*server.Config)
+	deps   func(*server.Deps)
 }
 
 // users and their roles; "rex" has a revoked key.
@@ -265,8 +268,15 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		sa = o.authn
 	}
 	ready := &fakeReady{}
-	srv, err := server.New(server.Config{MaxBodyBytes: o.maxBody, SessionTimeout: time.Minute, ReadHeaderTimeout: 10 * time.Second},
-		server.Deps{Authn: sa, MCP: ms, Admin: admin, Audit: spy, Ready: ready.Ready, Logger: log})
+	scfg := server.Config{MaxBodyBytes: o.maxBody, SessionTimeout: time.Minute, ReadHeaderTimeout: 10 * time.Second}
+	sdeps := server.Deps{Authn: sa, MCP: ms, Admin: admin, Audit: spy, Ready: ready.Ready, Logger: log}
+	if o.config != nil {
+		o.config(&scfg)
+	}
+	if o.deps != nil {
+		o.deps(&sdeps)
+	}
+	srv, err := server.New(scfg, sdeps)
 	if err != nil {
 		t.Fatal(err)
 	}

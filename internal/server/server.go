@@ -5,7 +5,9 @@
 //	recover → request id → body limit → origin check → authenticate → audit bad requests → handler
 //
 // Identity comes only from the Authorization header; no client-chosen
-// header (X-User-ID, X-Forwarded-User, ...) is ever read.
+// header (X-User-ID, X-Forwarded-User, ...) is ever read. The client's
+// address is the TCP peer, or — only when the peer is a configured
+// trusted proxy — the nearest untrusted address in X-Forwarded-For.
 package server
 
 import (
@@ -16,13 +18,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/portcullis/portcullis/internal/alert"
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/authn"
 	"github.com/portcullis/portcullis/internal/mcpserver"
@@ -45,9 +50,27 @@ type Config struct {
 	MaxBodyBytes      int64
 	SessionTimeout    time.Duration
 	ReadHeaderTimeout time.Duration
+	// TrustedProxies are the networks whose X-Forwarded-For is believed
+	// (a reverse proxy in front of the gateway). Empty: the TCP peer is
+	// the client, whatever headers say.
+	TrustedProxies []netip.Prefix
+	// AllowedHosts, if not empty, are the only Host header values (name
+	// or name:port, case-insensitive) accepted on authenticated routes:
+	// DNS-rebinding protection for non-loopback listeners. Loopback
+	// listeners always require a loopback Host.
+	AllowedHosts []string
+	// ResourceMetadata, when set (OIDC is on), is the RFC 9728 protected
+	// resource metadata document served at ResourceMetadataPaths, and
+	// ResourceMetadataURL is advertised in every 401 challenge
+	// (WWW-Authenticate: Bearer resource_metadata="...", MCP
+	// authorization spec 2025-11-25).
+	ResourceMetadata      []byte
+	ResourceMetadataURL   string
+	ResourceMetadataPaths []string
 }
 
-// Deps are the server's collaborators; all are required.
+// Deps are the server's collaborators; all are required except Lockout
+// and Alerts.
 type Deps struct {
 	Authn  Authenticator
 	MCP    *mcp.Server
@@ -55,6 +78,11 @@ type Deps struct {
 	Audit  Emitter
 	Ready  func(ctx context.Context) error
 	Logger *slog.Logger
+	// Lockout, if set, refuses sources and principals that failed too
+	// often (brute-force protection).
+	Lockout *authn.Lockout
+	// Alerts receives an alert for every new lockout.
+	Alerts alert.Sink
 }
 
 // Server is the HTTP front end.
@@ -72,7 +100,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, errors.New("server: missing dependency")
 	}
 	if cfg.MaxBodyBytes <= 0 || cfg.SessionTimeout <= 0 || cfg.ReadHeaderTimeout <= 0 {
-		return nil, fmt.Errorf("server: invalid config %+v", cfg)
+		return nil, fmt.Errorf("server: invalid config: body limit, session timeout and header timeout must be positive")
+	}
+	if (cfg.ResourceMetadata == nil) != (cfg.ResourceMetadataURL == "") {
+		return nil, errors.New("server: ResourceMetadata and ResourceMetadataURL go together")
+	}
+	if d.Alerts == nil {
+		d.Alerts = alert.LogSink{Logger: d.Logger}
 	}
 	base, stop := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, d: d, base: base, stop: stop}
@@ -101,9 +135,9 @@ type Named struct {
 func (s *Server) Chain() []Named {
 	return []Named{
 		{"recover", s.recoverer},
-		{"request_id", requestID},
+		{"request_id", s.requestID},
 		{"body_limit", s.bodyLimit},
-		{"origin", originCheck},
+		{"origin", s.originCheck},
 		{"authenticate", s.authenticate},
 		{"audit_bad_request", s.auditBadRequest},
 	}
@@ -137,6 +171,19 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	}), s.public()))
+	if s.cfg.ResourceMetadata != nil {
+		meta := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// Public metadata that browser-based MCP clients fetch
+			// cross-origin (RFC 9728 §3).
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "public, max-age=300")
+			_, _ = w.Write(s.cfg.ResourceMetadata)
+		})
+		for _, p := range s.cfg.ResourceMetadataPaths {
+			mux.Handle("GET "+p, stack(meta, s.public()))
+		}
+	}
 	mux.Handle("/", stack(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found"})
 	}), s.public()))
@@ -219,13 +266,54 @@ type ctxKey int
 
 const (
 	requestIDKey ctxKey = iota
+	clientAddrKey
 )
 
 // RequestMeta returns the gateway-assigned request id and the client's
-// address (the TCP peer; forwarding headers are not trusted).
+// address: the TCP peer, or the forwarded client address when the peer
+// is a trusted proxy (see Config.TrustedProxies).
 func RequestMeta(r *http.Request) (requestID, remote string) {
 	id, _ := r.Context().Value(requestIDKey).(string)
-	return id, r.RemoteAddr
+	remote, ok := r.Context().Value(clientAddrKey).(string)
+	if !ok {
+		remote = r.RemoteAddr
+	}
+	return id, remote
+}
+
+// clientAddr returns the client's address for r: the peer, unless the
+// peer is a trusted proxy; then X-Forwarded-For is walked from the right
+// (the entries the trusted proxies appended) past trusted addresses, and
+// the first untrusted one is the client. Headers from an untrusted peer,
+// and malformed entries, are never believed.
+func clientAddr(r *http.Request, trusted []netip.Prefix) string {
+	if len(trusted) == 0 {
+		return r.RemoteAddr
+	}
+	isTrusted := func(a netip.Addr) bool {
+		a = a.Unmap()
+		return slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(a) })
+	}
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !isTrusted(peer.Addr()) {
+		return r.RemoteAddr
+	}
+	var hops []string
+	for _, h := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(h, ",")...)
+	}
+	client := r.RemoteAddr
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // a malformed hop: stop at the last address we could vouch for
+		}
+		client = a.Unmap().String()
+		if !isTrusted(a) {
+			break
+		}
+	}
+	return client
 }
 
 func (s *Server) recoverer(next http.Handler) http.Handler {
@@ -247,12 +335,14 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 }
 
 // requestID assigns every request a fresh id (never taken from the
-// client) and returns it in X-Request-Id.
-func requestID(next http.Handler) http.Handler {
+// client), returns it in X-Request-Id, and resolves the client address.
+func (s *Server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := mcpserver.NewRequestID()
 		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		ctx := context.WithValue(r.Context(), requestIDKey, id)
+		ctx = context.WithValue(ctx, clientAddrKey, clientAddr(r, s.cfg.TrustedProxies))
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
@@ -275,20 +365,38 @@ func (s *Server) bodyLimit(next http.Handler) http.Handler {
 // originCheck refuses requests a web page could have made: cross-origin
 // browser requests (Sec-Fetch-Site / Origin, Go's CrossOriginProtection)
 // and, on a loopback listener, any Host that is not a loopback name — DNS
-// rebinding (MCP security best practices, CVE-2025-49596 class). It
-// guards every authenticated route, not only /mcp.
-func originCheck(next http.Handler) http.Handler {
+// rebinding (MCP security best practices, CVE-2025-49596 class) — and,
+// when Config.AllowedHosts is set, any other Host. It guards every
+// authenticated route, not only /mcp.
+func (s *Server) originCheck(next http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "cross-origin request refused"})
 	}))
 	return cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && isLoopbackAddr(local) && !isLoopbackHost(r.Host) {
+		local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		if ok && isLoopbackAddr(local) && !isLoopbackHost(r.Host) ||
+			len(s.cfg.AllowedHosts) > 0 && !hostAllowed(r.Host, s.cfg.AllowedHosts) {
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "invalid Host header"})
 			return
 		}
 		next.ServeHTTP(w, r)
 	}))
+}
+
+// hostAllowed reports whether host (a Host header) is in allowed, which
+// holds names with or without a port.
+func hostAllowed(host string, allowed []string) bool {
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	for _, a := range allowed {
+		if strings.EqualFold(a, host) || strings.EqualFold(a, name) {
+			return true
+		}
+	}
+	return false
 }
 
 func isLoopbackAddr(a net.Addr) bool {
@@ -314,10 +422,21 @@ func isLoopbackHost(host string) bool {
 
 // authenticate requires a valid bearer credential. Failures get 401 with
 // WWW-Authenticate (RFC 6750 §3) and the same generic body whatever the
-// cause; the cause is recorded in an auth.failure audit event.
+// cause — unknown, wrong, revoked, expired, disabled or locked out; the
+// cause is recorded in an auth.failure audit event. A token that verified
+// but lacks a required scope gets 403 insufficient_scope (RFC 6750 §3.1).
+// Sources and principals that fail too often are locked out before their
+// credential is even looked up.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, remote := RequestMeta(r)
+		src := authn.SourceKey(remote)
 		header := r.Header.Get("Authorization")
+		if locked, _ := s.d.Lockout.Locked(src); locked {
+			// Same answer as a wrong key: the client cannot tell.
+			s.authFailure(w, r, &authn.Failure{Cause: authn.CauseLocked}, header != "")
+			return
+		}
 		token, ok := authn.ParseBearer(header)
 		var p *principal.Principal
 		var err error
@@ -329,12 +448,49 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		default:
 			p, err = s.d.Authn.Authenticate(r.Context(), token)
 		}
+		if err == nil {
+			user := authn.PrincipalKey(p.Name)
+			if locked, _ := s.d.Lockout.Locked(user); locked {
+				err = &authn.Failure{Cause: authn.CauseLocked, User: p.Name, KeyID: p.KeyID}
+			} else {
+				s.d.Lockout.Success(user)
+			}
+		}
 		if err != nil {
+			s.countFailure(r, src, err)
 			s.authFailure(w, r, err, header != "")
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(principal.NewContext(r.Context(), p)))
 	})
+}
+
+// countFailure feeds the lockout and reports new lockouts (auth.lockout
+// event and an alert). A missing credential counts too (probing);
+// backend errors and scope shortfalls (a valid token) do not.
+func (s *Server) countFailure(r *http.Request, src string, err error) {
+	var f *authn.Failure
+	if !errors.As(err, &f) || f.Cause == authn.CauseBackend || f.Cause == authn.CauseInsufficientScope || f.Cause == authn.CauseLocked {
+		return
+	}
+	var user string
+	if f.User != "" {
+		user = authn.PrincipalKey(f.User)
+	}
+	for _, l := range s.d.Lockout.Failure(src, user) {
+		rid, remote := RequestMeta(r)
+		e := &audit.Event{Type: audit.AuthLockout, RequestID: rid, RemoteAddr: remote,
+			Decision: audit.DecisionDeny, Status: audit.StatusRefused, Reason: reason.Unauthenticated,
+			Detail: fmt.Sprintf("%s locked out for %s after %d failures", l.Subject, l.Duration, l.Failures)}
+		if strings.HasPrefix(l.Subject, "user:") {
+			e.Principal = f.User
+		}
+		if aerr := s.d.Audit.Emit(context.WithoutCancel(r.Context()), e); aerr != nil {
+			s.d.Logger.Error("audit of lockout failed", "err", aerr)
+		}
+		s.d.Alerts.Alert(r.Context(), alert.Alert{Kind: alert.KindAuthLockout, Severity: alert.High,
+			Subject: l.Subject, Detail: e.Detail, Time: time.Now()})
+	}
 }
 
 func (s *Server) authFailure(w http.ResponseWriter, r *http.Request, err error, hadToken bool) {
@@ -358,12 +514,29 @@ func (s *Server) authFailure(w http.ResponseWriter, r *http.Request, err error, 
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "unavailable", "message": "service unavailable"})
 		return
 	}
+	if f != nil && f.Cause == authn.CauseInsufficientScope {
+		challenge := `Bearer realm="portcullis", error="insufficient_scope"`
+		if f.Scope != "" {
+			challenge += `, scope="` + f.Scope + `"`
+		}
+		w.Header().Set("WWW-Authenticate", challenge+s.metadataParam())
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope", "message": "insufficient scope"})
+		return
+	}
 	challenge := `Bearer realm="portcullis"`
 	if hadToken {
 		challenge += `, error="invalid_token"`
 	}
-	w.Header().Set("WWW-Authenticate", challenge)
+	w.Header().Set("WWW-Authenticate", challenge+s.metadataParam())
 	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated", "message": reason.Message(reason.Unauthenticated)})
+}
+
+// metadataParam is the RFC 9728 §5.1 challenge parameter, when OIDC is on.
+func (s *Server) metadataParam() string {
+	if s.cfg.ResourceMetadataURL == "" {
+		return ""
+	}
+	return `, resource_metadata="` + s.cfg.ResourceMetadataURL + `"`
 }
 
 // auditBadRequest records protocol-level refusals (malformed JSON-RPC,
