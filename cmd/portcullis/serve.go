@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -74,26 +75,41 @@ func serve(parent context.Context, cfg *config.Config) error {
 		return err
 	}
 	admin, err := adminapi.New(adminapi.Deps{Store: a.Store, Authn: a.Authn, Policy: a.Policy, Audit: a.Audit,
+		Policies: a.PolicyAdmin(), AccessChanged: a.AccessChanged,
 		Logger: log.With("component", "admin"), RequestMeta: server.RequestMeta})
 	if err != nil {
 		closeApp()
 		return err
 	}
-	srv, err := server.New(server.Config{
+	scfg := server.Config{
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, SessionTimeout: cfg.MCP.SessionTimeout, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
-	}, server.Deps{Authn: a.Authn, MCP: mcpSrv, Admin: admin, Audit: a.Audit, Ready: a.Ready, Logger: log})
+		AllowedHosts: cfg.Auth.AllowedHosts,
+	}
+	for _, p := range cfg.Auth.TrustedProxies {
+		pfx, err := config.ParsePrefix(p)
+		if err != nil { // Validate checked it
+			closeApp()
+			return fmt.Errorf("auth.trusted_proxies: %w", err)
+		}
+		scfg.TrustedProxies = append(scfg.TrustedProxies, pfx)
+	}
+	scfg.ResourceMetadata, scfg.ResourceMetadataURL, scfg.ResourceMetadataPaths = a.ResourceMetadata()
+	srv, err := server.New(scfg, server.Deps{Authn: a.Bearer, MCP: mcpSrv, Admin: admin, Audit: a.Audit, Ready: a.Ready,
+		Logger: log, Lockout: a.Lockout, Alerts: a.Alerts})
 	if err != nil {
 		closeApp()
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, scheme, err := listen(cfg)
 	if err != nil {
 		closeApp()
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		return err
 	}
-	if !isLoopback(ln.Addr()) {
-		log.Warn("listening on a non-loopback address without TLS: API keys cross the network in clear", "addr", ln.Addr().String())
+	if !isLoopback(ln.Addr()) && scheme == "http" {
+		log.Warn("LISTENING ON A NON-LOOPBACK ADDRESS WITHOUT TLS: API keys and tokens cross the network in clear; set tls.cert_file and tls.key_file",
+			"addr", ln.Addr().String())
 	}
+	a.StartBackground()
 	if err := a.Audit.Emit(ctx, &audit.Event{Type: audit.ServerStart, Principal: "system", Status: audit.StatusOK,
 		Detail: "listening on " + ln.Addr().String()}); err != nil {
 		ln.Close()
@@ -102,7 +118,7 @@ func serve(parent context.Context, cfg *config.Config) error {
 	}
 
 	out := os.Stdout
-	fmt.Fprintf(out, "Portcullis %s listening on http://%s/mcp\n", app.Version, ln.Addr())
+	fmt.Fprintf(out, "Portcullis %s listening on %s://%s/mcp\n", app.Version, scheme, ln.Addr())
 	fmt.Fprintf(out, "  data dir:  %s\n  workspace: %s\n", cfg.DataDir, cfg.Workspace)
 	if created {
 		fmt.Fprintf(out, "\nAdmin API key (shown once; also saved to %s, mode 0600):\n\n  %s\n\n", keyPath, key)
@@ -133,6 +149,29 @@ func serve(parent context.Context, cfg *config.Config) error {
 	}
 	fmt.Fprintln(out, "Portcullis stopped.")
 	return nil
+}
+
+// listen opens the configured listener: TLS (1.2 or later) when
+// tls.cert_file and tls.key_file are set, else plain HTTP. It returns the
+// URL scheme.
+func listen(cfg *config.Config) (net.Listener, string, error) {
+	var tlsCfg *tls.Config
+	if cfg.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("tls: loading %s and %s: %w", cfg.TLS.CertFile, cfg.TLS.KeyFile, err)
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert},
+			NextProtos: []string{"h2", "http/1.1"}}
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if tlsCfg == nil {
+		return ln, "http", nil
+	}
+	return tls.NewListener(ln, tlsCfg), "https", nil
 }
 
 func isLoopback(a net.Addr) bool {

@@ -44,6 +44,7 @@ log as "portcullis serve". Logs go to stderr; stdout carries only MCP.`,
 				_ = a.Gateway.Shutdown(cctx)
 				_ = a.Close(cctx)
 			}()
+			a.StartBackground()
 			roles, err := a.Store.Roles(ctx)
 			if err != nil {
 				return err

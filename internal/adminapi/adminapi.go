@@ -1,10 +1,15 @@
-// Package adminapi serves the JSON admin API under /admin/v1/. Every
-// request must come from a principal holding the admin permission for the
-// area it touches; others get 403 and an admin.denied audit event. Every
-// change is audited as admin.*.
+// Package adminapi serves the JSON admin API under /admin/v1/: API keys,
+// users, roles and their permissions, Cedar policies and the audit log.
+// Every request must come from a principal holding the admin permission
+// for the area it touches ("keys", "users", "roles", "policies", "audit");
+// others get 403 and an admin.denied audit event. Every change is audited
+// as admin.* before the answer is sent (an unwritable audit log answers
+// 503), and changes that would leave no enabled user able to administer
+// users, roles and keys are refused with 409.
 package adminapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +20,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/portcullis/portcullis/internal/audit"
@@ -34,14 +40,40 @@ type Authorizer interface {
 	Decide(p *principal.Principal, action policy.Action, resource string) policy.Decision
 }
 
-// Deps are the API's collaborators; all are required except Now.
+// PolicyAdmin is the policy engine as operators manage it (implemented
+// by the app around *policy.Engine and the gateway).
+type PolicyAdmin interface {
+	// Policies lists the Cedar policies in force.
+	Policies() []policy.PolicyInfo
+	// Mode is enforce or report.
+	Mode() policy.Mode
+	// Reload re-reads the policy files and the role grants and swaps them
+	// in atomically. It returns the number of Cedar policies in force; on
+	// error (a broken file: policy.ErrInvalidPolicy) the previous ones
+	// stay in force and the error message names file and position.
+	Reload(ctx context.Context) (int, error)
+	// Explain decides a call to tool with args by p exactly as the
+	// gateway's pipeline would (name-level grant, argument validation,
+	// Cedar conditions), without running it. Unknown tool: the decision
+	// is a deny with Rule saying so. Invalid args: store.ErrInvalid.
+	Explain(ctx context.Context, p *principal.Principal, tool string, args json.RawMessage) (policy.Decision, error)
+}
+
+// Deps are the API's collaborators; all are required except Now,
+// Policies and AccessChanged.
 type Deps struct {
 	Store  store.Store
 	Authn  *authn.Authenticator
 	Policy Authorizer
-	Audit  Emitter
-	Logger *slog.Logger
-	Now    func() time.Time
+	// Policies serves /admin/v1/policies; nil answers those routes with 501.
+	Policies PolicyAdmin
+	// AccessChanged is called after every change of users, roles, grants
+	// or keys: it reloads the grants and drops cached decisions so the
+	// change is in force for the next request.
+	AccessChanged func(ctx context.Context) error
+	Audit         Emitter
+	Logger        *slog.Logger
+	Now           func() time.Time
 	// RequestMeta returns the request id and remote address of r.
 	RequestMeta func(r *http.Request) (requestID, remote string)
 }
@@ -50,6 +82,10 @@ type Deps struct {
 type API struct {
 	d   Deps
 	mux *http.ServeMux
+	// changeMu serializes changes of users, roles and grants with their
+	// lockout check, so that two concurrent requests cannot each remove
+	// "another" last administrator. It covers this process only.
+	changeMu sync.Mutex
 }
 
 // New returns the admin API.
@@ -84,6 +120,22 @@ func (a *API) Routes() []Route {
 		{"POST", "/admin/v1/keys", "keys", a.createKey},
 		{"DELETE", "/admin/v1/keys/{id}", "keys", a.revokeKey},
 		{"GET", "/admin/v1/audit", "audit", a.queryAudit},
+		{"POST", "/admin/v1/keys/{id}/rotate", "keys", a.rotateKey},
+		{"GET", "/admin/v1/users", "users", a.listUsers},
+		{"POST", "/admin/v1/users", "users", a.createUser},
+		{"GET", "/admin/v1/users/{name}", "users", a.getUser},
+		{"POST", "/admin/v1/users/{name}/disable", "users", a.disableUser},
+		{"POST", "/admin/v1/users/{name}/enable", "users", a.enableUser},
+		{"POST", "/admin/v1/users/{name}/roles", "users", a.grantUserRole},
+		{"DELETE", "/admin/v1/users/{name}/roles/{role}", "users", a.revokeUserRole},
+		{"GET", "/admin/v1/roles", "roles", a.listRoles},
+		{"POST", "/admin/v1/roles", "roles", a.createRole},
+		{"GET", "/admin/v1/roles/{name}", "roles", a.getRole},
+		{"POST", "/admin/v1/roles/{name}/permissions", "roles", a.grantPermission},
+		{"DELETE", "/admin/v1/roles/{name}/permissions", "roles", a.revokePermission},
+		{"GET", "/admin/v1/policies", "policies", a.listPolicies},
+		{"POST", "/admin/v1/policies/reload", "policies", a.reloadPolicies},
+		{"POST", "/admin/v1/policies/test", "policies", a.testPolicy},
 	}
 }
 
@@ -101,6 +153,14 @@ func (e *httpError) Error() string { return e.message }
 
 func badRequest(format string, args ...any) error {
 	return &httpError{http.StatusBadRequest, "bad_request", fmt.Sprintf(format, args...)}
+}
+
+func conflict(format string, args ...any) error {
+	return &httpError{http.StatusConflict, "conflict", fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) error {
+	return &httpError{http.StatusNotFound, "not_found", fmt.Sprintf(format, args...)}
 }
 
 // guard authorizes the principal for area, runs h and maps its error.
@@ -126,6 +186,8 @@ func (a *API) guard(area string, h func(http.ResponseWriter, *http.Request, *pri
 				writeError(w, http.StatusNotFound, "not_found", "not found")
 			case errors.Is(err, store.ErrInvalid):
 				writeError(w, http.StatusBadRequest, "bad_request", "invalid request")
+			case errors.Is(err, store.ErrConflict):
+				writeError(w, http.StatusConflict, "conflict", "conflict")
 			case errors.Is(err, audit.ErrUnavailable), errors.Is(err, audit.ErrClosed):
 				writeError(w, http.StatusServiceUnavailable, "audit_unavailable", "audit log unavailable")
 			default:
@@ -149,6 +211,23 @@ func (a *API) emit(r *http.Request, p *principal.Principal, e *audit.Event) erro
 	return err
 }
 
+// accessChangedTimeout bounds Deps.AccessChanged.
+const accessChangedTimeout = 10 * time.Second
+
+// changed tells the server that users, roles, grants or keys changed.
+// The change is stored and audited already, so a failure is only logged:
+// the server's poller of the store's access version picks it up later.
+func (a *API) changed(r *http.Request) {
+	if a.d.AccessChanged == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), accessChangedTimeout)
+	defer cancel()
+	if err := a.d.AccessChanged(ctx); err != nil {
+		a.d.Logger.Error("admin api: applying an access change failed; it applies at the next poll", "path", r.URL.Path, "err", err)
+	}
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -160,8 +239,38 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 	writeJSON(w, status, map[string]string{"error": code, "message": message})
 }
 
+// maxBody caps request bodies.
+const maxBody = 1 << 20
+
+// decodeBody decodes exactly one JSON object into v, refusing unknown
+// fields, trailing data and bodies over maxBody.
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	b, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	return decodeBytes(b, v)
+}
+
+func readBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil {
+		return nil, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, badRequest("reading body: %v", err)
+	}
+	if len(b) > maxBody {
+		return nil, &httpError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body over %d bytes", maxBody)}
+	}
+	return b, nil
+}
+
+func decodeBytes(b []byte, v any) error {
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return badRequest("invalid JSON body: want a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return badRequest("invalid JSON body: %v", err)
@@ -186,13 +295,18 @@ type KeyView struct {
 	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	// Scopes are the tool patterns the key is narrowed to; empty means
+	// everything its roles allow.
+	Scopes []string `json:"scopes,omitempty"`
+	// RotatedFrom is the id of the key this one replaced, if any.
+	RotatedFrom string `json:"rotated_from,omitempty"`
 	// Key is the plaintext key; present only in the response that created it.
 	Key string `json:"key,omitempty"`
 }
 
 func viewKey(k store.APIKey) KeyView {
 	return KeyView{ID: k.ID, User: k.UserName, Roles: k.Roles, Prefix: k.Prefix, CreatedAt: k.CreatedAt,
-		ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt}
+		ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt, Scopes: k.Scopes, RotatedFrom: k.RotatedFrom}
 }
 
 // CreateKeyRequest is the body of POST /admin/v1/keys.
@@ -201,6 +315,18 @@ type CreateKeyRequest struct {
 	Role string `json:"role"`
 	// ExpiresIn is a Go duration ("720h"), at most MaxExpiresIn; empty
 	// means no expiry.
+	ExpiresIn string `json:"expires_in,omitempty"`
+	// Scopes narrow the key to tools matching these patterns ("read_file",
+	// "git_*"; path.Match syntax, see validPattern), at most MaxScopes;
+	// empty means everything the role allows.
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// RotateKeyRequest is the optional body of POST /admin/v1/keys/{id}/rotate.
+type RotateKeyRequest struct {
+	// ExpiresIn overrides the new key's lifetime (a Go duration, at most
+	// MaxExpiresIn). Empty: an old key with an expiry gives the new key
+	// the same total lifetime from now; one without gives none.
 	ExpiresIn string `json:"expires_in,omitempty"`
 }
 
@@ -224,12 +350,16 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request, p *principal.Pri
 	if !slices.Contains(roles, req.Role) {
 		return badRequest("unknown role %q (roles: %v)", req.Role, roles)
 	}
+	scopes, err := validScopes(req.Scopes)
+	if err != nil {
+		return err
+	}
 	now := a.d.Now().UTC()
 	var expires *time.Time
 	if req.ExpiresIn != "" {
-		d, err := time.ParseDuration(req.ExpiresIn)
-		if err != nil || d <= 0 || d > MaxExpiresIn {
-			return badRequest("expires_in must be a positive duration such as 720h, at most %s", MaxExpiresIn)
+		d, err := parseExpiresIn(req.ExpiresIn)
+		if err != nil {
+			return err
 		}
 		t := now.Add(d)
 		expires = &t
@@ -254,18 +384,32 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request, p *principal.Pri
 	}
 	plain, id, prefix, hash := a.d.Authn.NewKey()
 	k := store.APIKey{ID: id, UserID: u.ID, UserName: u.Name, Hash: hash, Prefix: prefix,
-		Roles: []string{req.Role}, CreatedAt: now, ExpiresAt: expires}
+		Roles: []string{req.Role}, Scopes: scopes, CreatedAt: now, ExpiresAt: expires}
 	if err := a.d.Store.CreateAPIKey(r.Context(), k); err != nil {
 		return err
 	}
-	if err := a.emit(r, p, &audit.Event{Type: audit.AdminKeyCreate, Status: audit.StatusOK,
-		Detail: fmt.Sprintf("key %s for user %s role %s", id, u.Name, req.Role)}); err != nil {
+	detail := fmt.Sprintf("key %s for user %s role %s", id, u.Name, req.Role)
+	if len(scopes) > 0 {
+		detail += fmt.Sprintf(" scopes %q", scopes)
+	}
+	if err := a.emit(r, p, &audit.Event{Type: audit.AdminKeyCreate, Status: audit.StatusOK, Detail: detail}); err != nil {
 		return err
 	}
+	a.changed(r)
 	v := viewKey(k)
 	v.Key = plain
 	writeJSON(w, http.StatusCreated, v)
 	return nil
+}
+
+// parseExpiresIn parses a key lifetime: a positive Go duration of at most
+// MaxExpiresIn.
+func parseExpiresIn(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 || d > MaxExpiresIn {
+		return 0, badRequest("expires_in must be a positive duration such as 720h, at most %s", MaxExpiresIn)
+	}
+	return d, nil
 }
 
 func (a *API) listKeys(w http.ResponseWriter, r *http.Request, _ *principal.Principal) error {
@@ -291,7 +435,78 @@ func (a *API) revokeKey(w http.ResponseWriter, r *http.Request, p *principal.Pri
 		Detail: fmt.Sprintf("key %s of user %s", k.ID, k.UserName)}); err != nil {
 		return err
 	}
+	a.changed(r)
 	writeJSON(w, http.StatusOK, viewKey(k))
+	return nil
+}
+
+// rotateKey replaces an active key by a new one with the same user,
+// roles and scopes, and revokes it. The new key is created first, so a
+// failure part-way leaves the old key working; of two concurrent
+// rotations of one key only one wins (the store revokes a key once), the
+// loser's new key is revoked again and it answers 409.
+func (a *API) rotateKey(w http.ResponseWriter, r *http.Request, p *principal.Principal) error {
+	var req RotateKeyRequest
+	b, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(b)) > 0 {
+		if err := decodeBytes(b, &req); err != nil {
+			return err
+		}
+	}
+	var override time.Duration
+	if req.ExpiresIn != "" {
+		if override, err = parseExpiresIn(req.ExpiresIn); err != nil {
+			return err
+		}
+	}
+	old, err := a.d.Store.APIKeyByID(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	now := a.d.Now().UTC()
+	switch {
+	case old.RevokedAt != nil:
+		return conflict("key %s is revoked; create a new key instead", old.ID)
+	case !old.Active(now):
+		return conflict("key %s has expired; create a new key instead", old.ID)
+	}
+	var expires *time.Time
+	switch {
+	case override > 0:
+		t := now.Add(override)
+		expires = &t
+	case old.ExpiresAt != nil:
+		life := min(max(old.ExpiresAt.Sub(old.CreatedAt), time.Second), MaxExpiresIn)
+		t := now.Add(life)
+		expires = &t
+	}
+	plain, id, prefix, hash := a.d.Authn.NewKey()
+	k := store.APIKey{ID: id, UserID: old.UserID, UserName: old.UserName, Hash: hash, Prefix: prefix,
+		Roles: slices.Clone(old.Roles), Scopes: slices.Clone(old.Scopes), CreatedAt: now, ExpiresAt: expires, RotatedFrom: old.ID}
+	if err := a.d.Store.CreateAPIKey(r.Context(), k); err != nil {
+		return err
+	}
+	if _, err := a.d.Store.RevokeAPIKey(r.Context(), old.ID, now); err != nil {
+		// Nobody has seen the new key; take it out of service again.
+		if _, rerr := a.d.Store.RevokeAPIKey(context.WithoutCancel(r.Context()), k.ID, now); rerr != nil {
+			a.d.Logger.Error("admin api: revoking an unused rotated key failed", "key", k.ID, "err", rerr)
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return conflict("key %s was revoked meanwhile", old.ID)
+		}
+		return err
+	}
+	if err := a.emit(r, p, &audit.Event{Type: audit.AdminKeyRotate, Status: audit.StatusOK,
+		Detail: fmt.Sprintf("key %s of user %s replaced by key %s", old.ID, old.UserName, k.ID)}); err != nil {
+		return err
+	}
+	a.changed(r)
+	v := viewKey(k)
+	v.Key = plain
+	writeJSON(w, http.StatusCreated, v)
 	return nil
 }
 

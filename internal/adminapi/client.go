@@ -117,6 +117,147 @@ func (c *Client) RevokeKey(ctx context.Context, id string) (KeyView, error) {
 	return v, err
 }
 
+// RotateKey replaces the active key id by a new key with the same user,
+// roles and scopes, revokes it, and returns the new key with its
+// plaintext (shown once). expiresIn overrides the new key's lifetime
+// (empty: the old key's lifetime, counted from now).
+func (c *Client) RotateKey(ctx context.Context, id, expiresIn string) (KeyView, error) {
+	seg, err := pathSegment("key id", id)
+	if err != nil {
+		return KeyView{}, err
+	}
+	var v KeyView
+	err = c.do(ctx, http.MethodPost, "/admin/v1/keys/"+seg+"/rotate", nil, RotateKeyRequest{ExpiresIn: expiresIn}, &v)
+	return v, err
+}
+
+// pathSegment escapes s for use as one path segment, refusing values that
+// cannot name anything (empty, ".", "..", containing '/', '?' or '#'),
+// so that a bad argument never reaches another endpoint.
+func pathSegment(what, s string) (string, error) {
+	if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/?#") {
+		return "", fmt.Errorf("admin API: bad %s %q", what, s)
+	}
+	return url.PathEscape(s), nil
+}
+
+// ListUsers lists users with their roles, by name.
+func (c *Client) ListUsers(ctx context.Context) ([]UserView, error) {
+	var out struct{ Users []UserView }
+	err := c.do(ctx, http.MethodGet, "/admin/v1/users", nil, nil, &out)
+	return out.Users, err
+}
+
+// CreateUser creates a user with roles (an existing name: APIError 409).
+func (c *Client) CreateUser(ctx context.Context, req CreateUserRequest) (UserView, error) {
+	var v UserView
+	err := c.do(ctx, http.MethodPost, "/admin/v1/users", nil, req, &v)
+	return v, err
+}
+
+// GetUser returns one user (unknown: APIError 404).
+func (c *Client) GetUser(ctx context.Context, name string) (UserView, error) {
+	return c.userCall(ctx, http.MethodGet, name, "", nil)
+}
+
+// DisableUser disables a user: its keys and tokens stop authenticating.
+func (c *Client) DisableUser(ctx context.Context, name string) (UserView, error) {
+	return c.userCall(ctx, http.MethodPost, name, "/disable", nil)
+}
+
+// EnableUser enables a disabled user again.
+func (c *Client) EnableUser(ctx context.Context, name string) (UserView, error) {
+	return c.userCall(ctx, http.MethodPost, name, "/enable", nil)
+}
+
+// GrantRole gives a user a role.
+func (c *Client) GrantRole(ctx context.Context, name, role string) (UserView, error) {
+	return c.userCall(ctx, http.MethodPost, name, "/roles", GrantRoleRequest{Role: role})
+}
+
+// RevokeRole takes a role from a user.
+func (c *Client) RevokeRole(ctx context.Context, name, role string) (UserView, error) {
+	seg, err := pathSegment("role", role)
+	if err != nil {
+		return UserView{}, err
+	}
+	return c.userCall(ctx, http.MethodDelete, name, "/roles/"+seg, nil)
+}
+
+func (c *Client) userCall(ctx context.Context, method, name, suffix string, body any) (UserView, error) {
+	seg, err := pathSegment("user name", name)
+	if err != nil {
+		return UserView{}, err
+	}
+	var v UserView
+	err = c.do(ctx, method, "/admin/v1/users/"+seg+suffix, nil, body, &v)
+	return v, err
+}
+
+// ListRoles lists roles with their permissions, by name.
+func (c *Client) ListRoles(ctx context.Context) ([]RoleView, error) {
+	var out struct{ Roles []RoleView }
+	err := c.do(ctx, http.MethodGet, "/admin/v1/roles", nil, nil, &out)
+	return out.Roles, err
+}
+
+// GetRole returns one role (unknown: APIError 404).
+func (c *Client) GetRole(ctx context.Context, name string) (RoleView, error) {
+	return c.roleCall(ctx, http.MethodGet, name, "", nil)
+}
+
+// CreateRole creates a role without permissions (an existing name: APIError 409).
+func (c *Client) CreateRole(ctx context.Context, req CreateRoleRequest) (RoleView, error) {
+	var v RoleView
+	err := c.do(ctx, http.MethodPost, "/admin/v1/roles", nil, req, &v)
+	return v, err
+}
+
+// GrantPermission gives a role a permission (or changes its effect).
+func (c *Client) GrantPermission(ctx context.Context, role string, req GrantPermissionRequest) (RoleView, error) {
+	return c.roleCall(ctx, http.MethodPost, role, "/permissions", req)
+}
+
+// RevokePermission takes a permission from a role.
+func (c *Client) RevokePermission(ctx context.Context, role string, req RevokePermissionRequest) (RoleView, error) {
+	return c.roleCall(ctx, http.MethodDelete, role, "/permissions", req)
+}
+
+func (c *Client) roleCall(ctx context.Context, method, name, suffix string, body any) (RoleView, error) {
+	seg, err := pathSegment("role name", name)
+	if err != nil {
+		return RoleView{}, err
+	}
+	var v RoleView
+	err = c.do(ctx, method, "/admin/v1/roles/"+seg+suffix, nil, body, &v)
+	return v, err
+}
+
+// ListPolicies returns the policy mode and the Cedar policies in force.
+func (c *Client) ListPolicies(ctx context.Context) (PoliciesView, error) {
+	var v PoliciesView
+	err := c.do(ctx, http.MethodGet, "/admin/v1/policies", nil, nil, &v)
+	return v, err
+}
+
+// ReloadPolicies asks the server to re-read its policy files and grants
+// and returns how many Cedar policies are in force. A broken file is an
+// APIError with Status 422, Code "invalid_policy" and the file and
+// position in Message; the previous policies stay in force.
+func (c *Client) ReloadPolicies(ctx context.Context) (int, error) {
+	var v ReloadResult
+	err := c.do(ctx, http.MethodPost, "/admin/v1/policies/reload", nil, nil, &v)
+	return v.Policies, err
+}
+
+// TestPolicy asks what the gateway would decide for a user calling a tool
+// with arguments, without running it.
+func (c *Client) TestPolicy(ctx context.Context, req PolicyTestRequest) (PolicyTestResult, error) {
+	var v PolicyTestResult
+	err := c.do(ctx, http.MethodPost, "/admin/v1/policies/test", nil, req, &v)
+	return v, err
+}
+
 // QueryAudit returns audit events matching the filters (see the API's
 // /admin/v1/audit parameters: user, tool, type, status, request_id, since,
 // until, before, limit).

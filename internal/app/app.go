@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/portcullis/portcullis/internal/alert"
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/authn"
 	"github.com/portcullis/portcullis/internal/config"
@@ -39,17 +40,22 @@ type App struct {
 	Audit    *audit.Writer
 	Redactor *audit.Redactor
 	Authn    *authn.Authenticator
-	Policy   *policy.Engine
-	Gateway  *gateway.Gateway
+	// Bearer authenticates requests: API keys and, when configured, OIDC tokens.
+	Bearer  *authn.Bearer
+	Lockout *authn.Lockout
+	Alerts  alert.Sink
+	Policy  *policy.Engine
+	Gateway *gateway.Gateway
 	// Sandbox is the native runtime, nil when sandboxed tools are not offered.
 	Sandbox   *native.Runtime
 	workspace *files.Workspace
+	backgroundState
 }
 
 // Open builds the gateway. cfg must be validated. On error everything
 // opened so far is closed.
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err error) {
-	a = &App{Config: cfg, Log: log}
+	a = &App{Config: cfg, Log: log, Alerts: alert.LogSink{Logger: log.With("component", "alert")}}
 	defer func() {
 		if err != nil {
 			a.Close(context.Background())
@@ -80,14 +86,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, er
 	}, db, nil, log.With("component", "audit")); err != nil {
 		return nil, err
 	}
-	if a.Authn, err = authn.New(serverSecret, db, nil); err != nil {
+	if err := a.openAuthn(ctx, serverSecret); err != nil {
 		return nil, err
 	}
-	grants, err := db.Grants(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if a.Policy, err = policy.New(grants); err != nil {
+	if err := a.openPolicy(ctx); err != nil {
 		return nil, err
 	}
 	if a.Gateway, err = gateway.New(gateway.Config{CallTimeout: cfg.MCP.CallTimeout}, gateway.Deps{
@@ -198,8 +200,12 @@ func (a *App) Ready(ctx context.Context) error {
 	return a.Store.Ping(ctx)
 }
 
-// Close drains the audit writer and closes the store.
+// Close stops background work, drains the audit writer and closes the store.
 func (a *App) Close(ctx context.Context) error {
+	if a.stopBackground != nil {
+		a.stopBackground()
+		a.background.Wait()
+	}
 	var errs []error
 	if a.Audit != nil {
 		errs = append(errs, a.Audit.Close(ctx))

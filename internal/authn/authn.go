@@ -24,7 +24,9 @@ import (
 // ErrUnauthenticated is the only error category clients ever see.
 var ErrUnauthenticated = errors.New("unauthenticated")
 
-// Failure causes, recorded in auth.failure audit events.
+// Failure causes, recorded in auth.failure audit events. OIDC token
+// failures are "token_" + the oidc package's cause ("token_expired",
+// "token_bad_signature", ...).
 const (
 	CauseMissing   = "missing_credential"
 	CauseMalformed = "malformed_credential"
@@ -48,6 +50,9 @@ type Failure struct {
 	// Scope lists, space-separated, the scopes a token would need
 	// (CauseInsufficientScope only).
 	Scope string
+	// Subject is an OIDC token's sub, set only when its signature
+	// verified (attested by the issuer, for the audit log).
+	Subject string
 	Err   error // backend error, if any
 }
 
@@ -180,6 +185,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (*principa
 		Name:   u.Name,
 		Roles:  roles,
 		KeyID:  k.ID,
+		Scopes: slices.Clone(k.Scopes),
 		Method: principal.MethodAPIKey,
 	}, nil
 }

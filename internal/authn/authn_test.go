@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -556,5 +557,28 @@ func TestFailureError(t *testing.T) {
 	// A nil Err in the unwrap list must not confuse errors.Is/As.
 	if errors.Is(f, context.Canceled) {
 		t.Error("Failure matches an unrelated error")
+	}
+}
+
+// TestAuthenticateCarriesScopes: a key's scopes reach the principal (the
+// policy engine narrows by them), as a copy the caller cannot alias.
+func TestAuthenticateCarriesScopes(t *testing.T) {
+	f := newAuthFixture(t)
+	alice := store.User{ID: 1, Name: "alice", Roles: []string{"developer"}}
+	key, k := f.addKey(alice, []string{"developer"}, func(k *store.APIKey) { k.Scopes = []string{"read_file", "git_*"} })
+	p, err := f.a.Authenticate(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(p.Scopes, []string{"read_file", "git_*"}) {
+		t.Fatalf("Scopes = %v", p.Scopes)
+	}
+	p.Scopes[0] = "*"
+	if k.Scopes[0] != "read_file" {
+		t.Error("principal scopes alias the stored key's")
+	}
+	unscoped, _ := f.addKey(alice, []string{"developer"}, nil)
+	if p, err := f.a.Authenticate(context.Background(), unscoped); err != nil || len(p.Scopes) != 0 {
+		t.Errorf("unscoped key: %v %v", p, err)
 	}
 }

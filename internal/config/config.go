@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -54,6 +55,90 @@ type Config struct {
 	Sandbox SandboxConfig `yaml:"sandbox"`
 	Audit   AuditConfig   `yaml:"audit"`
 	Log     LogConfig     `yaml:"log"`
+	Policy  PolicyConfig  `yaml:"policy"`
+	Auth    AuthConfig    `yaml:"auth"`
+	OIDC    OIDCConfig    `yaml:"oidc"`
+	TLS     TLSConfig     `yaml:"tls"`
+}
+
+// PolicyConfig configures Cedar policies and how decisions are enforced.
+type PolicyConfig struct {
+	// Dir holds *.cedar policy files (examples in examples/policies/).
+	// Empty: role grants only. Files are re-read when they change.
+	Dir string `yaml:"dir"`
+	// Mode is enforce (default) or report: in report mode calls that
+	// Cedar policies would refuse run anyway and are audited as
+	// policy.would_deny (role grants are always enforced).
+	Mode string `yaml:"mode"`
+	// AllowReportInProduction lets production mode start in report mode.
+	AllowReportInProduction bool `yaml:"allow_report_in_production"`
+	// ReloadInterval is how often policy files and the store's access
+	// version are checked for changes.
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+	// Timezone is the IANA zone of context.hour and context.weekday.
+	Timezone string `yaml:"timezone"`
+}
+
+// AuthConfig configures authentication defences.
+type AuthConfig struct {
+	// TrustedProxies are CIDRs of reverse proxies whose X-Forwarded-For
+	// header is believed for the client address (lockout, audit).
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// AllowedHosts, if set, are the only accepted Host header values.
+	AllowedHosts []string      `yaml:"allowed_hosts"`
+	Lockout      LockoutConfig `yaml:"lockout"`
+}
+
+// LockoutConfig configures brute-force lockout (per source address and
+// per principal).
+type LockoutConfig struct {
+	// Threshold failures within Window lock the subject out; 0 disables.
+	Threshold int           `yaml:"threshold"`
+	Window    time.Duration `yaml:"window"`
+	// BaseDelay is the first lockout; each further one doubles up to MaxDelay.
+	BaseDelay time.Duration `yaml:"base_delay"`
+	MaxDelay  time.Duration `yaml:"max_delay"`
+}
+
+// OIDCConfig configures OAuth 2.1 bearer tokens (JWTs) from an OpenID
+// Connect issuer, as the MCP authorization spec requires. Off unless
+// Issuer is set.
+type OIDCConfig struct {
+	// Issuer is the authorization server (https; http only on loopback).
+	Issuer string `yaml:"issuer"`
+	// Audience is this gateway's resource identifier (RFC 8707), e.g.
+	// https://gateway.example.com/mcp; tokens must carry it in aud.
+	Audience string `yaml:"audience"`
+	// Algorithms accepted (default RS256, PS256, ES256, EdDSA).
+	Algorithms []string `yaml:"algorithms"`
+	// Skew tolerated on exp/nbf/iat (default 60s, at most 5m).
+	Skew time.Duration `yaml:"skew"`
+	// MaxAge, if set, refuses tokens issued longer ago.
+	MaxAge time.Duration `yaml:"max_age"`
+	// UsernameClaim (default sub), RolesClaim (default roles; dotted
+	// paths such as realm_access.roles) and ScopesClaim (default scope).
+	UsernameClaim string `yaml:"username_claim"`
+	RolesClaim    string `yaml:"roles_claim"`
+	ScopesClaim   string `yaml:"scopes_claim"`
+	// RoleMap maps IdP roles or groups to Portcullis roles (empty: names
+	// are used as they are). In the environment: "idp-group=role,...".
+	RoleMap map[string]string `yaml:"role_map"`
+	// RequiredScopes must all be in a token (else 403 insufficient_scope).
+	RequiredScopes []string `yaml:"required_scopes"`
+}
+
+// Enabled reports whether OIDC bearer tokens are accepted.
+func (o OIDCConfig) Enabled() bool { return o.Issuer != "" }
+
+// TLSConfig configures the HTTPS listener.
+type TLSConfig struct {
+	// CertFile and KeyFile (PEM) enable TLS on the listener.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// AllowPlaintextNonLoopback lets production mode listen on a
+	// non-loopback address without TLS (TLS terminated by a proxy on a
+	// trusted network). Off by default.
+	AllowPlaintextNonLoopback bool `yaml:"allow_plaintext_non_loopback"`
 }
 
 // HTTPConfig configures the HTTP listener.
@@ -177,8 +262,11 @@ func Default() *Config {
 			TmpSizeBytes:  64 << 20,
 			PoolSize:      2,
 		},
-		Audit: AuditConfig{CommitTimeout: 5 * time.Second, QueueSize: 4096, MaxBatch: 512},
-		Log:   LogConfig{Level: "info", Format: "text"},
+		Audit:  AuditConfig{CommitTimeout: 5 * time.Second, QueueSize: 4096, MaxBatch: 512},
+		Log:    LogConfig{Level: "info", Format: "text"},
+		Policy: PolicyConfig{Mode: "enforce", ReloadInterval: 2 * time.Second, Timezone: "UTC"},
+		Auth: AuthConfig{Lockout: LockoutConfig{Threshold: 10, Window: 5 * time.Minute,
+			BaseDelay: time.Minute, MaxDelay: time.Hour}},
 	}
 }
 
@@ -327,8 +415,103 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
+	c.validateAccess(bad)
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
 	return nil
+}
+
+// validateAccess checks the policy, auth, oidc and tls sections.
+func (c *Config) validateAccess(bad func(key, format string, args ...any)) {
+	switch c.Policy.Mode {
+	case "enforce":
+	case "report":
+		if c.Mode == ModeProduction && !c.Policy.AllowReportInProduction {
+			bad("policy.mode", "report mode lets policy denials through; production mode refuses it unless policy.allow_report_in_production is true")
+		}
+	default:
+		bad("policy.mode", "must be enforce or report, got %q", c.Policy.Mode)
+	}
+	if c.Policy.Dir != "" {
+		if abs, err := filepath.Abs(c.Policy.Dir); err != nil {
+			bad("policy.dir", "%v", err)
+		} else {
+			c.Policy.Dir = abs
+		}
+	}
+	if c.Policy.ReloadInterval < 100*time.Millisecond {
+		bad("policy.reload_interval", "must be at least 100ms, got %s", c.Policy.ReloadInterval)
+	}
+	if _, err := time.LoadLocation(c.Policy.Timezone); err != nil || c.Policy.Timezone == "" {
+		bad("policy.timezone", "unknown time zone %q (want an IANA name such as Europe/Berlin or UTC)", c.Policy.Timezone)
+	}
+	for _, p := range c.Auth.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			bad("auth.trusted_proxies", "%q is not a CIDR or IP address", p)
+		}
+	}
+	for _, h := range c.Auth.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/ \t") {
+			bad("auth.allowed_hosts", "%q is not a host name", h)
+		}
+	}
+	l := c.Auth.Lockout
+	if l.Threshold < 0 {
+		bad("auth.lockout.threshold", "must not be negative (0 disables lockout), got %d", l.Threshold)
+	} else if l.Threshold > 0 {
+		positiveDur := func(key string, d time.Duration) {
+			if d <= 0 {
+				bad(key, "must be a positive duration, got %s", d)
+			}
+		}
+		positiveDur("auth.lockout.window", l.Window)
+		positiveDur("auth.lockout.base_delay", l.BaseDelay)
+		if l.MaxDelay < l.BaseDelay {
+			bad("auth.lockout.max_delay", "%s is shorter than auth.lockout.base_delay %s", l.MaxDelay, l.BaseDelay)
+		}
+	}
+	o := c.OIDC
+	if o.Enabled() {
+		if o.Audience == "" {
+			bad("oidc.audience", "must be set when oidc.issuer is: the resource URL tokens are issued for (RFC 8707), e.g. https://gateway.example.com/mcp")
+		}
+		for _, a := range o.Algorithms {
+			if strings.EqualFold(a, "none") || strings.HasPrefix(strings.ToUpper(a), "HS") {
+				bad("oidc.algorithms", "%q is not allowed (never none, never HMAC with an issuer's keys)", a)
+			}
+		}
+	} else if o.Audience != "" || len(o.RoleMap) > 0 || len(o.RequiredScopes) > 0 {
+		bad("oidc.issuer", "must be set when other oidc keys are (OIDC is off without an issuer)")
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls.cert_file", "tls.cert_file and tls.key_file go together")
+	}
+	if c.Mode == ModeProduction && c.TLS.CertFile == "" && !c.TLS.AllowPlaintextNonLoopback {
+		if host, _, err := net.SplitHostPort(c.Listen); err == nil && !isLoopbackHost(host) {
+			bad("listen", "production mode refuses a non-loopback address (%s) without TLS: set tls.cert_file and tls.key_file (or tls.allow_plaintext_non_loopback behind a TLS proxy)", c.Listen)
+		}
+	}
+}
+
+// ParsePrefix parses a CIDR ("10.0.0.0/8") or a single address.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// isLoopbackHost reports whether a listen host is loopback ("" and
+// "0.0.0.0" listen everywhere and are not).
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }

@@ -356,6 +356,32 @@ func TestValidateErrorsNameKey(t *testing.T) {
 		{"log.format", func(c *config.Config) { c.Log.Format = "xml" }},
 		{"listen", func(c *config.Config) { c.Listen = "localhost:abc" }},
 		{"listen", func(c *config.Config) { c.Listen = "127.0.0.1:70000" }},
+		{"policy.mode", func(c *config.Config) { c.Policy.Mode = "lenient" }},
+		{"policy.mode", func(c *config.Config) { c.Policy.Mode = "" }},
+		{"policy.mode", func(c *config.Config) { c.Mode, c.Policy.Mode = config.ModeProduction, "report" }},
+		{"policy.reload_interval", func(c *config.Config) { c.Policy.ReloadInterval = time.Millisecond }},
+		{"policy.timezone", func(c *config.Config) { c.Policy.Timezone = "Mars/Olympus_Mons" }},
+		{"policy.timezone", func(c *config.Config) { c.Policy.Timezone = "" }},
+		{"auth.trusted_proxies", func(c *config.Config) { c.Auth.TrustedProxies = []string{"10.0.0.0/33"} }},
+		{"auth.trusted_proxies", func(c *config.Config) { c.Auth.TrustedProxies = []string{"proxy.internal"} }},
+		{"auth.allowed_hosts", func(c *config.Config) { c.Auth.AllowedHosts = []string{"a b"} }},
+		{"auth.lockout.threshold", func(c *config.Config) { c.Auth.Lockout.Threshold = -1 }},
+		{"auth.lockout.window", func(c *config.Config) { c.Auth.Lockout.Window = 0 }},
+		{"auth.lockout.base_delay", func(c *config.Config) { c.Auth.Lockout.BaseDelay = 0; c.Auth.Lockout.MaxDelay = time.Hour }},
+		{"auth.lockout.max_delay", func(c *config.Config) { c.Auth.Lockout.MaxDelay = time.Second }},
+		{"oidc.audience", func(c *config.Config) { c.OIDC.Issuer = "https://idp.example" }},
+		{"oidc.algorithms", func(c *config.Config) {
+			c.OIDC.Issuer, c.OIDC.Audience, c.OIDC.Algorithms = "https://idp.example", "https://gw.example/mcp", []string{"RS256", "nOnE"}
+		}},
+		{"oidc.algorithms", func(c *config.Config) {
+			c.OIDC.Issuer, c.OIDC.Audience, c.OIDC.Algorithms = "https://idp.example", "https://gw.example/mcp", []string{"HS256"}
+		}},
+		{"oidc.issuer", func(c *config.Config) { c.OIDC.Audience = "https://gw.example/mcp" }},
+		{"tls.cert_file", func(c *config.Config) { c.TLS.CertFile = "/etc/cert.pem" }},
+		{"tls.cert_file", func(c *config.Config) { c.TLS.KeyFile = "/etc/key.pem" }},
+		{"listen", func(c *config.Config) { c.Mode, c.Listen = config.ModeProduction, "0.0.0.0:8420" }},
+		{"listen", func(c *config.Config) { c.Mode, c.Listen = config.ModeProduction, ":8420" }},
+		{"listen", func(c *config.Config) { c.Mode, c.Listen = config.ModeProduction, "gw.example:8420" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
@@ -399,6 +425,23 @@ func TestValidateAccepts(t *testing.T) {
 	}{
 		{"port 0", func(c *config.Config) { c.Listen = "127.0.0.1:0" }},
 		{"all interfaces", func(c *config.Config) { c.Listen = ":8420" }},
+		{"production loopback", func(c *config.Config) { c.Mode, c.Listen = config.ModeProduction, "[::1]:8420" }},
+		{"production with TLS", func(c *config.Config) {
+			c.Mode, c.Listen, c.TLS.CertFile, c.TLS.KeyFile = config.ModeProduction, ":8443", "/c.pem", "/k.pem"
+		}},
+		{"production behind a TLS proxy", func(c *config.Config) {
+			c.Mode, c.Listen, c.TLS.AllowPlaintextNonLoopback = config.ModeProduction, "10.0.0.5:8420", true
+		}},
+		{"production report mode, overridden", func(c *config.Config) {
+			c.Mode, c.Policy.Mode, c.Policy.AllowReportInProduction = config.ModeProduction, "report", true
+		}},
+		{"report mode in development", func(c *config.Config) { c.Policy.Mode = "report" }},
+		{"lockout off", func(c *config.Config) { c.Auth.Lockout = config.LockoutConfig{} }},
+		{"oidc", func(c *config.Config) {
+			c.OIDC.Issuer, c.OIDC.Audience, c.OIDC.RoleMap = "https://idp.example", "https://gw.example/mcp", map[string]string{"eng": "developer"}
+		}},
+		{"trusted proxies", func(c *config.Config) { c.Auth.TrustedProxies = []string{"10.0.0.0/8", "::1", "192.0.2.1"} }},
+		{"time zone", func(c *config.Config) { c.Policy.Timezone = "Asia/Seoul" }},
 		{"ipv6", func(c *config.Config) { c.Listen = "[::1]:8420" }},
 		{"production", func(c *config.Config) { c.Mode = config.ModeProduction }},
 		{"timeout equals max", func(c *config.Config) { c.Python.MaxTimeout = c.Python.Timeout }},
@@ -490,7 +533,7 @@ func yamlKeys(t *testing.T, v any) []string {
 			if prefix != "" {
 				k = prefix + "." + k
 			}
-			if sub, ok := v.(map[string]any); ok {
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
 				walk(k, sub)
 				continue
 			}
@@ -559,6 +602,8 @@ func TestEveryEnvKeySetsItsField(t *testing.T) {
 				raw, value = "4242", reflect.ValueOf(int64(4242)).Convert(l.typ)
 			case l.typ.Kind() == reflect.Slice && l.typ.Elem().Kind() == reflect.String:
 				raw, value = "/a, /b", reflect.ValueOf([]string{"/a", "/b"})
+			case l.typ.Kind() == reflect.Map:
+				raw, value = "grp-a=developer, grp-b = admin", reflect.ValueOf(map[string]string{"grp-a": "developer", "grp-b": "admin"})
 			default:
 				t.Fatalf("%s has type %s, which the test (and maybe setValue) does not handle", key, l.typ)
 			}

@@ -94,7 +94,8 @@ func applyEnv(cfg *Config, environ []string) error {
 }
 
 // setValue parses s into v according to v's type: strings, booleans,
-// integers, durations ("30s") and string lists (comma-separated).
+// integers, durations ("30s"), string lists (comma-separated) and string
+// maps ("k=v,k2=v2").
 func setValue(v reflect.Value, s string) error {
 	if v.Type() == durationType {
 		d, err := time.ParseDuration(s)
@@ -119,6 +120,22 @@ func setValue(v reflect.Value, s string) error {
 			return fmt.Errorf("want an integer: %w", err)
 		}
 		v.SetInt(n)
+	case reflect.Map:
+		if v.Type().Key().Kind() != reflect.String || v.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("unsupported map type %s", v.Type())
+		}
+		m := reflect.MakeMap(v.Type())
+		for _, part := range strings.Split(s, ",") {
+			if part = strings.TrimSpace(part); part == "" {
+				continue
+			}
+			k, val, ok := strings.Cut(part, "=")
+			if !ok || strings.TrimSpace(k) == "" {
+				return fmt.Errorf("want key=value pairs separated by commas, got %q", part)
+			}
+			m.SetMapIndex(reflect.ValueOf(strings.TrimSpace(k)), reflect.ValueOf(strings.TrimSpace(val)))
+		}
+		v.Set(m)
 	case reflect.Slice:
 		if v.Type().Elem().Kind() != reflect.String {
 			return fmt.Errorf("unsupported list type %s", v.Type())

@@ -110,12 +110,14 @@ func ParseCedar(files map[string][]byte) (*cedarSet, error) {
 	set := &cedarSet{subsets: map[string]*subset{}}
 	seen := map[cedar.PolicyID]string{}
 	for _, name := range names {
-		ps, err := cedar.NewPolicySetFromBytes(filepath.Base(name), files[name])
+		// A list keeps file order, so "<file>#<n>" ids are stable across
+		// reloads (a PolicySet is a map).
+		ps, err := cedar.NewPolicyListFromBytes(filepath.Base(name), files[name])
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPolicy, filepath.Base(name), err)
 		}
 		n := 0
-		for _, p := range ps.All() {
+		for _, p := range ps {
 			n++
 			id := cedar.PolicyID(fmt.Sprintf("%s#%d", filepath.Base(name), n))
 			if v, ok := p.Annotations()["id"]; ok && v != "" {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -288,5 +289,25 @@ func TestNameLevel(t *testing.T) {
 	}
 	if names != 1 || full != 0 {
 		t.Errorf("cache holds %d name-level and %d full write_file decisions; want 1 and 0", names, full)
+	}
+}
+
+// TestPolicyIDsStable: policies without @id get "<file>#<n>" in file
+// order, the same on every parse.
+func TestPolicyIDsStable(t *testing.T) {
+	var src strings.Builder
+	for i := range 12 {
+		src.WriteString("permit (principal, action, resource == Tool::\"t" + string(rune('a'+i)) + "\");\n")
+	}
+	for range 20 {
+		set, err := ParseCedar(map[string][]byte{"dir/x.cedar": []byte(src.String())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, info := range set.Info() {
+			if want := "x.cedar#" + strconv.Itoa(i+1); info.ID != want || set.policies[i].tool != "t"+string(rune('a'+i)) {
+				t.Fatalf("policy %d: id %q tool %q; want %q t%c", i, info.ID, set.policies[i].tool, want, 'a'+i)
+			}
+		}
 	}
 }

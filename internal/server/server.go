@@ -504,6 +504,9 @@ func (s *Server) authFailure(w http.ResponseWriter, r *http.Request, err error, 
 		if f.KeyID != "" {
 			e.Detail += " key " + f.KeyID
 		}
+		if f.Subject != "" {
+			e.Detail += " sub " + f.Subject
+		}
 		e.Principal = f.User
 	}
 	if aerr := s.d.Audit.Emit(r.Context(), e); aerr != nil {
