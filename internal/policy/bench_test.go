@@ -66,3 +66,25 @@ func BenchmarkDecideCedar(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecideCached measures a name-level decision answered from the
+// decision cache (tools/list and the authorize stage), with 200 policies
+// loaded.
+func BenchmarkDecideCached(b *testing.B) {
+	e, err := New([]store.Grant{{Role: "developer", Action: "call", Pattern: "*", Effect: "allow"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := e.LoadCedar(benchPolicies(200)); err != nil {
+		b.Fatal(err)
+	}
+	p := &principal.Principal{Name: "dev", Roles: []string{"developer"}, Method: principal.MethodAPIKey}
+	r := &Request{Principal: p, Action: ActionCall, Resource: "tool_7", Tool: &ToolAttrs{Sensitivity: "MEDIUM"}}
+	e.DecideRequest(r)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !e.DecideRequest(r).Allow {
+			b.Fatal("deny")
+		}
+	}
+}

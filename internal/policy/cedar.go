@@ -69,7 +69,12 @@ type cedarSet struct {
 	policies []*cedarPolicy
 	// subsets caches, per (action, resource), the policies that can apply.
 	mu      sync.RWMutex
-	subsets map[string]*subset
+	subsets map[subsetKey]*subset
+}
+
+type subsetKey struct {
+	action   Action
+	resource string
 }
 
 type subset struct {
@@ -107,7 +112,7 @@ func ParseCedar(files map[string][]byte) (*cedarSet, error) {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	set := &cedarSet{subsets: map[string]*subset{}}
+	set := &cedarSet{subsets: map[subsetKey]*subset{}}
 	seen := map[cedar.PolicyID]string{}
 	for _, name := range names {
 		// A list keeps file order, so "<file>#<n>" ids are stable across
@@ -163,7 +168,7 @@ func (s *cedarSet) Info() []PolicyInfo {
 // those whose scope names this tool (or any resource) and this action (or
 // any). Built once per pair and cached.
 func (s *cedarSet) subsetFor(action Action, resource string) *subset {
-	key := string(action) + "\x00" + resource
+	key := subsetKey{action, resource}
 	s.mu.RLock()
 	sub := s.subsets[key]
 	s.mu.RUnlock()
@@ -189,7 +194,7 @@ func (s *cedarSet) subsetFor(action Action, resource string) *subset {
 	sub.empty = len(sub.ps) == 0
 	s.mu.Lock()
 	if len(s.subsets) > 4096 { // bounded: resources are tool names and admin areas
-		s.subsets = map[string]*subset{}
+		s.subsets = map[subsetKey]*subset{}
 	}
 	s.subsets[key] = sub
 	s.mu.Unlock()
@@ -233,9 +238,11 @@ type entityCache struct {
 
 const maxEntities = 4096
 
-func (c *entityCache) get(key string, build func() types.Entity) types.Entity {
+// get returns the entity cached under key, building it on a miss. key
+// is a byte slice so that a hit allocates nothing.
+func (c *entityCache) get(key []byte, build func() types.Entity) types.Entity {
 	c.mu.RLock()
-	e, ok := c.m[key]
+	e, ok := c.m[string(key)]
 	c.mu.RUnlock()
 	if ok {
 		return e
@@ -245,9 +252,30 @@ func (c *entityCache) get(key string, build func() types.Entity) types.Entity {
 	if c.m == nil || len(c.m) >= maxEntities {
 		c.m = map[string]types.Entity{}
 	}
-	c.m[key] = e
+	c.m[string(key)] = e
 	c.mu.Unlock()
 	return e
+}
+
+// weekdays are context.weekday values, boxed once.
+var weekdays = [7]types.Value{types.String("Sun"), types.String("Mon"), types.String("Tue"),
+	types.String("Wed"), types.String("Thu"), types.String("Fri"), types.String("Sat")}
+
+// appendKey appends the parts of a cache key, each followed by NUL.
+func appendKey(b []byte, parts ...string) []byte {
+	for _, s := range parts {
+		b = append(b, s...)
+		b = append(b, 0)
+	}
+	return b
+}
+
+func appendList(b []byte, list []string) []byte {
+	for _, s := range list {
+		b = append(b, s...)
+		b = append(b, ',')
+	}
+	return append(b, 0)
 }
 
 // cedarRequest builds the entities and request for Cedar.
@@ -255,7 +283,9 @@ func cedarRequest(r *Request, loc *time.Location, cache *entityCache) (*pair, ce
 	p := r.Principal
 	user := types.NewEntityUID(TypeUser, types.String(p.Name))
 	var ents pair
-	ents[0] = cache.get("u\x00"+p.Name+"\x00"+string(p.Method)+"\x00"+strings.Join(p.Roles, ","), func() types.Entity {
+	var kb [256]byte
+	key := appendList(appendKey(kb[:0], "u", p.Name, string(p.Method)), p.Roles)
+	ents[0] = cache.get(key, func() types.Entity {
 		parents := make([]types.EntityUID, 0, len(p.Roles))
 		for _, role := range p.Roles {
 			parents = append(parents, types.NewEntityUID(TypeRole, types.String(role)))
@@ -272,9 +302,9 @@ func cedarRequest(r *Request, loc *time.Location, cache *entityCache) (*pair, ce
 		ents[1] = types.Entity{UID: resource}
 	} else {
 		resource = types.NewEntityUID(TypeTool, types.String(r.Resource))
-		key := "t\x00" + r.Resource
+		key = appendKey(kb[:0], "t", r.Resource)
 		if t := r.Tool; t != nil {
-			key += "\x00" + t.Server + "\x00" + t.Sensitivity + "\x00" + strings.Join(t.Labels, ",")
+			key = appendList(appendKey(key, t.Server, t.Sensitivity), t.Labels)
 		}
 		ents[1] = cache.get(key, func() types.Entity {
 			attrs := types.RecordMap{"server": types.String(""), "sensitivity": types.String(""), "labels": types.NewSet()}
@@ -300,7 +330,7 @@ func cedarRequest(r *Request, loc *time.Location, cache *entityCache) (*pair, ce
 	ctx := types.RecordMap{
 		"now":     types.NewDatetime(now),
 		"hour":    types.Long(local.Hour()),
-		"weekday": types.String(local.Weekday().String()[:3]),
+		"weekday": weekdays[local.Weekday()],
 		"denials": types.Long(r.Session.Denials),
 		"args":    cedarValue(r.Args, 0),
 	}

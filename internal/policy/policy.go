@@ -102,6 +102,7 @@ type rule struct {
 	action  Action
 	pattern string
 	deny    bool
+	desc    string // "role:<role> allow|deny <action> <pattern>", for Decision.Rule
 }
 
 // Engine evaluates grants and Cedar policies. Replace and LoadCedar swap
@@ -126,7 +127,7 @@ func New(grants []store.Grant) (*Engine, error) {
 	if err := e.Replace(grants); err != nil {
 		return nil, err
 	}
-	e.cedar.Store(&cedarSet{subsets: map[string]*subset{}})
+	e.cedar.Store(&cedarSet{subsets: map[subsetKey]*subset{}})
 	e.loc.Store(time.UTC)
 	e.mode.Store(ModeEnforce)
 	return e, nil
@@ -180,7 +181,8 @@ func (e *Engine) Replace(grants []store.Grant) error {
 		default:
 			return fmt.Errorf("%w: role %q: unknown effect %q (must be allow or deny)", ErrInvalidGrant, g.Role, g.Effect)
 		}
-		m[g.Role] = append(m[g.Role], rule{action: Action(g.Action), pattern: g.Pattern, deny: deny})
+		m[g.Role] = append(m[g.Role], rule{action: Action(g.Action), pattern: g.Pattern, deny: deny,
+			desc: "role:" + g.Role + " " + g.Effect + " " + g.Action + " " + g.Pattern})
 	}
 	e.roles.Store(&m)
 	e.flush()
@@ -318,24 +320,19 @@ func (e *Engine) evaluate(r *Request, sub *subset, nameOnly bool) Decision {
 	if rp := e.roles.Load(); rp != nil { // a zero Engine has no grants: default deny
 		roles = *rp
 	}
-	var allowRole, allowPattern string
+	var allowedBy string
 	for _, role := range p.Roles {
 		for _, ru := range roles[role] {
 			if ru.action != r.Action || !match(ru.pattern, r.Resource) {
 				continue
 			}
 			if ru.deny {
-				return Decision{Reason: reason.PermissionDenied,
-					Rule: "role:" + role + " deny " + string(r.Action) + " " + ru.pattern}
+				return Decision{Reason: reason.PermissionDenied, Rule: ru.desc}
 			}
-			if allowRole == "" {
-				allowRole, allowPattern = role, ru.pattern
+			if allowedBy == "" {
+				allowedBy = ru.desc
 			}
 		}
-	}
-	var allowedBy string
-	if allowRole != "" {
-		allowedBy = "role:" + allowRole + " allow " + string(r.Action) + " " + allowPattern
 	}
 	// Key scopes narrow tool access; they never widen it.
 	if len(p.Scopes) > 0 && r.Action != ActionAdmin && !slices.ContainsFunc(p.Scopes, func(s string) bool { return match(s, r.Resource) }) {
