@@ -53,7 +53,7 @@ type Failure struct {
 	// Subject is an OIDC token's sub, set only when its signature
 	// verified (attested by the issuer, for the audit log).
 	Subject string
-	Err   error // backend error, if any
+	Err     error // backend error, if any
 }
 
 func (f *Failure) Error() string {
