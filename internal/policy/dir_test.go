@@ -22,7 +22,7 @@ func TestReadDir(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "sub.cedar"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	files, fp1, err := ReadDir(dir)
+	files, _, err := ReadDir(dir)
 	if err == nil {
 		t.Fatalf("a directory named sub.cedar was accepted: %v", files)
 	}
@@ -30,7 +30,7 @@ func TestReadDir(t *testing.T) {
 		t.Errorf("error %q does not name the entry", err)
 	}
 	os.Remove(filepath.Join(dir, "sub.cedar"))
-	files, fp1, err = ReadDir(dir)
+	files, fp1, err := ReadDir(dir)
 	if err != nil || len(files) != 1 || files["a.cedar"] == nil {
 		t.Fatalf("ReadDir = %v, %v", files, err)
 	}
