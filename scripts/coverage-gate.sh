@@ -6,7 +6,7 @@ set -euo pipefail
 log=${1:?usage: coverage-gate.sh <go test output>}
 MIN=${COVERAGE_MIN:-80}
 MODULE=github.com/portcullis/portcullis
-CORE=(internal/gateway internal/policy internal/authn internal/audit internal/sandbox internal/sandbox/native internal/tools/files)
+CORE=(internal/gateway internal/policy internal/authn internal/authn/oidc internal/audit internal/sandbox internal/sandbox/native internal/tools/files)
 
 declare -A cov
 while read -r line; do

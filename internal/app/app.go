@@ -54,12 +54,13 @@ type App struct {
 
 // Open builds the gateway. cfg must be validated. On error everything
 // opened so far is closed.
-func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err error) {
-	a = &App{Config: cfg, Log: log, Alerts: alert.LogSink{Logger: log.With("component", "alert")}}
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, err error) {
+	// a is not the named result: `return nil, err` must not nil it before
+	// the cleanup below runs.
+	a := &App{Config: cfg, Log: log, Alerts: alert.LogSink{Logger: log.With("component", "alert")}}
 	defer func() {
 		if err != nil {
 			a.Close(context.Background())
-			a = nil
 		}
 	}()
 	if err := datadir.Ensure(cfg.DataDir); err != nil {
