@@ -163,7 +163,7 @@ func (a *API) grantPermission(w http.ResponseWriter, r *http.Request, p *princip
 	if name == adminRole && g.Action == string(policy.ActionAdmin) && g.Effect == policy.EffectDeny {
 		return conflict("the %s role cannot be denied admin permissions; create a separate role for restricted administrators", adminRole)
 	}
-	err = a.checkLockout(r.Context(), fmt.Sprintf("granting role %q %s", name, describeGrant(g)),
+	err = a.checkAdminRemains(r.Context(), fmt.Sprintf("granting role %q %s", name, describeGrant(g)),
 		func(users []store.User, grants []store.Grant) ([]store.User, []store.Grant) {
 			return users, append(withoutGrant(grants, g.Role, g.Action, g.Pattern), g)
 		})
@@ -214,7 +214,7 @@ func (a *API) revokePermission(w http.ResponseWriter, r *http.Request, p *princi
 		return conflict("the %s role keeps its admin \"*\" allow permission: removing it would lock operators out of the admin API", adminRole)
 	}
 	gone := *g
-	err = a.checkLockout(r.Context(), fmt.Sprintf("revoking %s from role %q", describeGrant(gone), name),
+	err = a.checkAdminRemains(r.Context(), fmt.Sprintf("revoking %s from role %q", describeGrant(gone), name),
 		func(users []store.User, grants []store.Grant) ([]store.User, []store.Grant) {
 			return users, withoutGrant(grants, name, req.Action, req.Pattern)
 		})

@@ -141,7 +141,7 @@ func (a *API) setDisabled(w http.ResponseWriter, r *http.Request, p *principal.P
 	typ := audit.AdminUserEnable
 	if disabled {
 		typ = audit.AdminUserDisable
-		err := a.checkLockout(r.Context(), fmt.Sprintf("disabling user %q", u.Name),
+		err := a.checkAdminRemains(r.Context(), fmt.Sprintf("disabling user %q", u.Name),
 			func(users []store.User, grants []store.Grant) ([]store.User, []store.Grant) {
 				for i := range users {
 					if users[i].ID == u.ID {
@@ -211,7 +211,7 @@ func (a *API) revokeUserRole(w http.ResponseWriter, r *http.Request, p *principa
 	if !slices.Contains(u.Roles, role) {
 		return notFound("user %q does not hold role %q", u.Name, role)
 	}
-	err = a.checkLockout(r.Context(), fmt.Sprintf("revoking role %q from user %q", role, u.Name),
+	err = a.checkAdminRemains(r.Context(), fmt.Sprintf("revoking role %q from user %q", role, u.Name),
 		func(users []store.User, grants []store.Grant) ([]store.User, []store.Grant) {
 			for i := range users {
 				if users[i].ID == u.ID {

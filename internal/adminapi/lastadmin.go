@@ -45,12 +45,12 @@ func administrable(users []store.User, grants []store.Grant) (bool, error) {
 	return false, nil
 }
 
-// checkLockout refuses (409) a change that would leave no enabled user
+// checkAdminRemains refuses (409) a change that would leave no enabled user
 // able to administer users, roles and keys, when some user could before.
 // change maps copies of the current users and grants to what they would
 // be after the change. Callers hold a.changeMu across the check and the
 // change.
-func (a *API) checkLockout(ctx context.Context, what string, change func(users []store.User, grants []store.Grant) ([]store.User, []store.Grant)) error {
+func (a *API) checkAdminRemains(ctx context.Context, what string, change func(users []store.User, grants []store.Grant) ([]store.User, []store.Grant)) error {
 	users, err := a.d.Store.ListUsers(ctx)
 	if err != nil {
 		return err
