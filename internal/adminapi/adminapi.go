@@ -27,6 +27,7 @@ import (
 	"github.com/portcullis/portcullis/internal/authn"
 	"github.com/portcullis/portcullis/internal/policy"
 	"github.com/portcullis/portcullis/internal/principal"
+	"github.com/portcullis/portcullis/internal/reason"
 	"github.com/portcullis/portcullis/internal/store"
 )
 
@@ -157,6 +158,38 @@ func badRequest(format string, args ...any) error {
 
 func conflict(format string, args ...any) error {
 	return &httpError{http.StatusConflict, "conflict", fmt.Sprintf(format, args...)}
+}
+
+func forbidden(format string, args ...any) error {
+	return &httpError{http.StatusForbidden, "forbidden", fmt.Sprintf(format, args...)}
+}
+
+// mayIssue refuses privilege escalation through the keys area: a key is
+// a role's power in plaintext, so issuing (or rotating) a key for roles
+// the caller does not hold needs the admin permission on both users and
+// roles — with those the caller could grant itself any role anyway. A
+// key narrowed by scopes issues no keys at all (its holder was meant to
+// have less than its role). touchesUser says the request
+// creates the user or grants it the role: that needs users.
+func (a *API) mayIssue(r *http.Request, p *principal.Principal, roles []string, touchesUser bool) error {
+	deny := func(why string) error {
+		_ = a.emit(r, p, &audit.Event{Type: audit.AdminDenied, Decision: audit.DecisionDeny, Status: audit.StatusRefused,
+			Reason: reason.PermissionDenied, Detail: fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, why)})
+		return forbidden("access denied: %s", why)
+	}
+	if len(p.Scopes) > 0 {
+		return deny("a key with scopes cannot issue keys")
+	}
+	full := a.d.Policy.Decide(p, policy.ActionAdmin, "users").Allow && a.d.Policy.Decide(p, policy.ActionAdmin, "roles").Allow
+	if touchesUser && !a.d.Policy.Decide(p, policy.ActionAdmin, "users").Allow {
+		return deny("creating a user or granting it a role needs the users admin permission")
+	}
+	for _, role := range roles {
+		if !full && !slices.Contains(p.Roles, role) {
+			return deny(fmt.Sprintf("issuing a key for role %s needs that role or the users and roles admin permissions", role))
+		}
+	}
+	return nil
 }
 
 func notFound(format string, args ...any) error {
@@ -364,6 +397,14 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request, p *principal.Pri
 		t := now.Add(d)
 		expires = &t
 	}
+	existing, err := a.d.Store.UserByName(r.Context(), req.User)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	touchesUser := err != nil || !slices.Contains(existing.Roles, req.Role)
+	if err := a.mayIssue(r, p, []string{req.Role}, touchesUser); err != nil {
+		return err
+	}
 	u, created, err := a.d.Store.EnsureUser(r.Context(), req.User, []string{req.Role})
 	if err != nil {
 		return err
@@ -467,6 +508,9 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request, p *principal.Pri
 		return err
 	}
 	now := a.d.Now().UTC()
+	if err := a.mayIssue(r, p, old.Roles, false); err != nil {
+		return err
+	}
 	switch {
 	case old.RevokedAt != nil:
 		return conflict("key %s is revoked; create a new key instead", old.ID)

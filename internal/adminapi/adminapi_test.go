@@ -100,6 +100,7 @@ type fixture struct {
 	spy   *spyEmitter
 	clock *fakeClock
 	logs  *strings.Builder
+	pol   *policy.Engine
 	n     int
 }
 
@@ -152,7 +153,7 @@ func newFixture(t *testing.T) *fixture {
 			t.Fatal(err)
 		}
 	}
-	return &fixture{t: t, db: db, an: an, api: api, spy: spy, clock: clock, logs: logs}
+	return &fixture{t: t, db: db, an: an, api: api, spy: spy, clock: clock, logs: logs, pol: pol}
 }
 
 type lockedWriter struct {
