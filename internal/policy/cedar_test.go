@@ -311,3 +311,36 @@ func TestPolicyIDsStable(t *testing.T) {
 		}
 	}
 }
+
+// TestScopesNarrowAdmin: an admin key's scopes also narrow the admin
+// API: only "admin:<area>" patterns (or "*") open an area.
+func TestScopesNarrowAdmin(t *testing.T) {
+	e, err := New([]store.Grant{{Role: "admin", Action: "admin", Pattern: "*", Effect: "allow"},
+		{Role: "admin", Action: "call", Pattern: "*", Effect: "allow"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		scopes []string
+		area   string
+		want   bool
+	}{
+		{nil, "keys", true},
+		{[]string{"*"}, "keys", true},
+		{[]string{"read_file"}, "keys", false},
+		{[]string{"read_*"}, "audit", false},
+		{[]string{"admin:audit"}, "audit", true},
+		{[]string{"admin:audit"}, "keys", false},
+		{[]string{"admin:*"}, "users", true},
+		{[]string{"keys"}, "keys", false}, // a bare area name is a tool pattern
+	} {
+		p := &principal.Principal{Name: "root", Roles: []string{"admin"}, Scopes: tc.scopes, Method: principal.MethodAPIKey}
+		if d := e.Decide(p, ActionAdmin, tc.area); d.Allow != tc.want {
+			t.Errorf("scopes %v, admin %s: %+v; want allow=%v", tc.scopes, tc.area, d, tc.want)
+		}
+	}
+	p := &principal.Principal{Name: "root", Roles: []string{"admin"}, Scopes: []string{"admin:*"}, Method: principal.MethodAPIKey}
+	if e.Decide(p, ActionCall, "read_file").Allow {
+		t.Error("an admin:* scope opened a tool")
+	}
+}

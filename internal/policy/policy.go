@@ -10,7 +10,8 @@
 // Any deny grant or forbid policy wins; else any allow grant or permit
 // policy allows; else the answer is deny. A Cedar policy that fails to
 // evaluate (a missing attribute, a type error) also denies: errors never
-// weaken a decision. An API key's scopes narrow what its roles allow. The
+// weaken a decision. An API key's scopes narrow what its roles allow
+// (tool patterns, and "admin:<area>" patterns for the admin API). The
 // Decision says which rules matched, for the audit log only; clients are
 // told no more than "access denied".
 package policy
@@ -334,9 +335,17 @@ func (e *Engine) evaluate(r *Request, sub *subset, nameOnly bool) Decision {
 			}
 		}
 	}
-	// Key scopes narrow tool access; they never widen it.
-	if len(p.Scopes) > 0 && r.Action != ActionAdmin && !slices.ContainsFunc(p.Scopes, func(s string) bool { return match(s, r.Resource) }) {
-		return Decision{Reason: reason.PermissionDenied, Rule: "outside the key's scopes " + strings.Join(p.Scopes, ",")}
+	// Key scopes narrow what the roles allow; they never widen it. A
+	// scope matches tool names, or "admin:<area>" for the admin API
+	// ("*" covers both).
+	if len(p.Scopes) > 0 {
+		target := r.Resource
+		if r.Action == ActionAdmin {
+			target = "admin:" + r.Resource
+		}
+		if !slices.ContainsFunc(p.Scopes, func(s string) bool { return match(s, target) }) {
+			return Decision{Reason: reason.PermissionDenied, Rule: "outside the key's scopes " + strings.Join(p.Scopes, ",")}
+		}
 	}
 	var permits []string
 	var maybe bool // name-level: a conditional permit may allow

@@ -39,7 +39,8 @@ type APIKey struct {
 	Prefix   string // first characters of the key, for display
 	Roles    []string
 	// Scopes narrow what the key may do: tool patterns ("read_file",
-	// "git_*"); empty means everything its roles allow.
+	// "git_*") and admin areas ("admin:audit", "admin:*"); "*" matches
+	// both; empty means everything its roles allow.
 	Scopes      []string
 	CreatedAt   time.Time
 	ExpiresAt   *time.Time

@@ -92,7 +92,10 @@ func NewIssuer(t testing.TB, opts ...Option) *Issuer {
 	}
 	i.path = strings.TrimSuffix(i.opts.path, "/")
 	i.RotateKeys()
-	i.srv = httptest.NewServer(http.HandlerFunc(i.serve))
+	// Assign srv before serving: handlers read it (URL) and requests may
+	// come from another process, which the race detector cannot order.
+	i.srv = httptest.NewUnstartedServer(http.HandlerFunc(i.serve))
+	i.srv.Start()
 	t.Cleanup(i.Close)
 	return i
 }
