@@ -24,6 +24,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/adminapi"
 	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/audit/audittest"
 	"github.com/portcullis/portcullis/internal/authn"
 	"github.com/portcullis/portcullis/internal/policy"
 	"github.com/portcullis/portcullis/internal/principal"
@@ -123,7 +124,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	w, err := audit.NewWriter(audit.Config{CommitTimeout: 10 * time.Second, QueueSize: 64, MaxBatch: 16}, db, clock.Now, log)
+	w, err := audit.NewWriter(audit.Config{CommitTimeout: 10 * time.Second, QueueSize: 64, MaxBatch: 16, Chain: audittest.Chain()}, db, clock.Now, log)
 	if err != nil {
 		t.Fatal(err)
 	}

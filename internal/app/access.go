@@ -175,10 +175,14 @@ func (a *App) watchPolicies(ctx context.Context) {
 func (a *App) StartBackground() {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stopBackground = cancel
-	a.background.Add(1)
+	a.background.Add(2)
 	go func() {
 		defer a.background.Done()
 		a.watchPolicies(ctx)
+	}()
+	go func() {
+		defer a.background.Done()
+		a.auditMaintenance(ctx)
 	}()
 }
 

@@ -82,8 +82,13 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 	if a.Redactor, err = audit.NewRedactor(auditKey); err != nil {
 		return nil, err
 	}
+	chain, err := AuditChain(cfg, os.Getenv, true)
+	if err != nil {
+		return nil, err
+	}
 	if a.Audit, err = audit.NewWriter(audit.Config{
 		CommitTimeout: cfg.Audit.CommitTimeout, QueueSize: cfg.Audit.QueueSize, MaxBatch: cfg.Audit.MaxBatch,
+		Chain: chain,
 	}, db, nil, log.With("component", "audit")); err != nil {
 		return nil, err
 	}
@@ -193,10 +198,12 @@ func (a *App) MCPServer(identify func(mcp.Request) (mcpserver.Identity, bool)) (
 }
 
 // Ready reports whether the gateway can serve: the store answers and the
-// audit writer is healthy (no call may run unaudited).
+// audit writer is healthy (no call may run unaudited). An unhealthy writer
+// is probed with one durable write, so readiness comes back by itself once
+// the store takes writes again.
 func (a *App) Ready(ctx context.Context) error {
-	if !a.Audit.Healthy() {
-		return errors.New("audit writer unhealthy")
+	if err := a.Audit.Probe(ctx); err != nil {
+		return fmt.Errorf("audit writer unhealthy: %w", err)
 	}
 	return a.Store.Ping(ctx)
 }
@@ -206,6 +213,11 @@ func (a *App) Close(ctx context.Context) error {
 	if a.stopBackground != nil {
 		a.stopBackground()
 		a.background.Wait()
+		// A served gateway leaves a checkpoint of its final head, so that
+		// truncation after a clean stop shows in `audit verify`.
+		if a.Audit != nil && a.Audit.Healthy() {
+			a.checkpointIfNew(ctx)
+		}
 	}
 	var errs []error
 	if a.Audit != nil {

@@ -49,6 +49,11 @@ const (
 	AdminKeyRotate     Type = "admin.key.rotate" // a key was replaced by a new one and revoked
 	AdminPolicyReload  Type = "admin.policy.reload"
 	AdminPolicyTest    Type = "admin.policy.test"
+
+	AuditCheckpoint Type = "audit.checkpoint" // a signed statement of the chain head; detail holds the Checkpoint
+	AuditPrune      Type = "audit.prune"      // retention removed records up to a checkpoint
+	AuditExport     Type = "audit.export"     // an administrator read or exported audit records in bulk
+	AuditBackup     Type = "audit.backup"     // an online backup of the store was taken
 )
 
 // Types lists every event type Portcullis emits.
@@ -59,8 +64,29 @@ var Types = []Type{
 	PolicyWouldDeny, PolicyReload, PolicyReloadFailed, AuthLockout,
 	AdminUserDisable, AdminUserEnable, AdminUserRevoke, AdminRoleCreate,
 	AdminRoleGrant, AdminRoleRevoke, AdminKeyRotate, AdminPolicyReload,
-	AdminPolicyTest,
+	AdminPolicyTest, AuditCheckpoint, AuditPrune, AuditExport, AuditBackup,
 }
+
+// codes are the stable numeric event codes (for SIEM rules that match on
+// numbers, like Windows event ids): 1xx tool calls, 2xx authentication,
+// 3xx policy, 4xx administration, 5xx the audit trail itself, 9xx the
+// server. Never renumber; new types take new numbers.
+var codes = map[Type]int{
+	ToolCallStart: 100, ToolCallEnd: 101, ToolCallRefused: 102, RequestInvalid: 110, SessionCreate: 120,
+	AuthFailure: 200, AuthLockout: 201,
+	PolicyDeny: 300, PolicyWouldDeny: 301, PolicyReload: 310, PolicyReloadFailed: 311,
+	AdminDenied: 400, AdminUserCreate: 410, AdminUserGrant: 411, AdminUserDisable: 412, AdminUserEnable: 413,
+	AdminUserRevoke: 414, AdminRoleCreate: 420, AdminRoleGrant: 421, AdminRoleRevoke: 422,
+	AdminKeyCreate: 430, AdminKeyRevoke: 431, AdminKeyRotate: 432, AdminPolicyReload: 440, AdminPolicyTest: 441,
+	AuditCheckpoint: 500, AuditPrune: 501, AuditExport: 502, AuditBackup: 503,
+	ServerStart: 900, ServerStop: 901,
+}
+
+// Code returns the stable numeric code of t, 0 for an unknown type.
+func (t Type) Code() int { return codes[t] }
+
+// Known reports whether t is one of Types.
+func (t Type) Known() bool { return codes[t] != 0 }
 
 // Status values of an event.
 const (
@@ -103,20 +129,33 @@ type Event struct {
 	Error string `json:"error,omitempty"`
 	// Detail is for operators only: which rule matched, the internal cause.
 	Detail string `json:"detail,omitempty"`
+	// PrevHash and Hash link the record into the tamper-evident chain
+	// (hex HMAC-SHA256, see Chain); set by the backend when it commits.
+	PrevHash string `json:"prev_hash,omitempty"`
+	Hash     string `json:"hash,omitempty"`
 }
 
 // Query selects events. Zero fields do not filter. Results are ordered by
 // sequence, newest first, and capped at Limit (default 100, max 10000).
 type Query struct {
 	Principal string
+	// Role matches events whose principal held this role.
+	Role      string
 	Tool      string
+	Server    string
 	Type      Type
 	Status    string
+	Decision  string
 	RequestID string
-	Since     time.Time
-	Until     time.Time
+	Session   string
+	Since     time.Time // inclusive
+	Until     time.Time // exclusive
 	// BeforeSeq pages backwards: only events with Seq < BeforeSeq.
 	BeforeSeq int64
+	// AfterSeq pages forwards: only events with Seq > AfterSeq.
+	AfterSeq int64
+	// Ascending orders by sequence, oldest first (export, tail, verify).
+	Ascending bool
 	Limit     int
 }
 

@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -137,5 +138,35 @@ func TestEventJSON(t *testing.T) {
 		if strings.Contains(string(b), `"`+k+`"`) {
 			t.Errorf("empty %s not omitted: %s", k, b)
 		}
+	}
+}
+
+// TestTypeCodes: every type has a unique, stable numeric code, and the
+// catalogue's row for the type starts with that code.
+func TestTypeCodes(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "audit-events.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]audit.Type{}
+	for _, typ := range audit.Types {
+		c := typ.Code()
+		if c < 100 || c > 999 {
+			t.Errorf("%s has code %d, want 100-999", typ, c)
+		}
+		if other, dup := seen[c]; dup {
+			t.Errorf("%s and %s share code %d", typ, other, c)
+		}
+		seen[c] = typ
+		if !typ.Known() {
+			t.Errorf("%s not Known", typ)
+		}
+		row := fmt.Sprintf("| %d | `%s` |", c, typ)
+		if !strings.Contains(string(doc), row) {
+			t.Errorf("docs/audit-events.md has no row starting %q", row)
+		}
+	}
+	if audit.Type("made.up").Known() || audit.Type("made.up").Code() != 0 {
+		t.Error("an unknown type is Known")
 	}
 }

@@ -19,11 +19,15 @@ var (
 	ErrClosed = errors.New("audit writer closed")
 )
 
-// Backend persists audit events. AppendAudit must commit all events in one
-// transaction (all or nothing), assign each event's Seq, and return only
-// once the transaction is durable.
+// Backend persists audit events. AppendAudit must, in one transaction (all
+// or nothing), read the chain head, seal every event onto it in order with
+// chain.Seal (which sets Seq, PrevHash and Hash) and insert it, and return
+// only once the transaction is durable. ProbeWrite makes one small durable
+// write, to tell when a failed store (full disk, read-only file system)
+// takes writes again.
 type Backend interface {
-	AppendAudit(ctx context.Context, events []*Event) error
+	AppendAudit(ctx context.Context, chain *Chain, events []*Event) error
+	ProbeWrite(ctx context.Context) error
 }
 
 // Config configures a Writer.
@@ -35,6 +39,8 @@ type Config struct {
 	QueueSize int
 	// MaxBatch caps the events committed in one transaction.
 	MaxBatch int
+	// Chain seals every record into the hash chain; required.
+	Chain *Chain
 }
 
 // Writer is the single audit writer: it batches concurrently emitted events
@@ -66,6 +72,9 @@ func NewWriter(cfg Config, backend Backend, now func() time.Time, log *slog.Logg
 	}
 	if log == nil {
 		return nil, errors.New("audit: nil logger")
+	}
+	if cfg.Chain == nil {
+		return nil, errors.New("audit: nil chain")
 	}
 	if cfg.CommitTimeout <= 0 || cfg.QueueSize <= 0 || cfg.MaxBatch <= 0 {
 		return nil, fmt.Errorf("audit: invalid config %+v", cfg)
@@ -104,6 +113,11 @@ func (w *Writer) Emit(ctx context.Context, e *Event) error {
 	_ = ctx // deliberately not used for cancellation; see doc comment
 	if w.closing.Load() {
 		return ErrClosed
+	}
+	if !e.Type.Known() {
+		// Still recorded (never dropped), but loudly: every type must be
+		// catalogued in docs/audit-events.md (TestTypesDocumented).
+		w.log.Error("audit: event type not in audit.Types", "type", e.Type)
 	}
 	if e.ID == "" {
 		e.ID = NewID()
@@ -147,6 +161,26 @@ func (w *Writer) Emit(ctx context.Context, e *Event) error {
 // Healthy reports whether the last commit succeeded and no Emit has timed
 // out since. /readyz reports not ready while it is false.
 func (w *Writer) Healthy() bool { return w.healthy.Load() && !w.closing.Load() }
+
+// Probe checks an unhealthy writer's backend with one durable write
+// (bounded by CommitTimeout) and marks the writer healthy again when it
+// succeeds, so readiness recovers without waiting for a call. A healthy
+// writer returns nil without writing.
+func (w *Writer) Probe(ctx context.Context) error {
+	if w.closing.Load() {
+		return ErrClosed
+	}
+	if w.healthy.Load() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.CommitTimeout)
+	defer cancel()
+	if err := w.backend.ProbeWrite(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	w.healthy.Store(true)
+	return nil
+}
 
 // Close stops accepting events, commits everything already queued and
 // stops the writer. It returns ctx.Err() if draining outlives ctx.
@@ -216,7 +250,7 @@ func (w *Writer) commit(batch []*pending) {
 		events[i] = p.ev
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.CommitTimeout)
-	err := w.backend.AppendAudit(ctx, events)
+	err := w.backend.AppendAudit(ctx, w.cfg.Chain, events)
 	cancel()
 	if err != nil {
 		w.healthy.Store(false)

@@ -6,6 +6,7 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -45,12 +46,26 @@ type fakeBackend struct {
 	mu      sync.Mutex
 	calls   int
 	seq     int64
-	batches [][]string // event IDs of every committed batch
+	head    string
+	batches [][]string
+
+	probeErr error // returned by ProbeWrite
+	probes   int // event IDs of every committed batch
 }
 
 var _ Backend = (*fakeBackend)(nil)
 
-func (f *fakeBackend) AppendAudit(ctx context.Context, events []*Event) error {
+func (f *fakeBackend) ProbeWrite(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.probes++
+	return f.probeErr
+}
+
+func (f *fakeBackend) AppendAudit(ctx context.Context, chain *Chain, events []*Event) error {
+	if chain == nil {
+		return errors.New("fake: nil chain")
+	}
 	f.mu.Lock()
 	f.calls++
 	call := f.calls
@@ -64,8 +79,10 @@ func (f *fakeBackend) AppendAudit(ctx context.Context, events []*Event) error {
 	defer f.mu.Unlock()
 	ids := make([]string, len(events))
 	for i, e := range events {
-		f.seq++
-		e.Seq = f.seq
+		if err := chain.Seal(e, f.seq, f.head); err != nil {
+			return err
+		}
+		f.seq, f.head = e.Seq, e.Hash
 		ids[i] = e.ID
 	}
 	f.batches = append(f.batches, ids)
@@ -115,10 +132,27 @@ func (g *gate) hook(_ context.Context, call int, events []*Event) error {
 	return g.err
 }
 
+// testChain is a chain with a fixed key and a fresh signing key.
+func testChain(t testing.TB) *Chain {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewChain([]byte(strings.Repeat("k", 32)), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func newTestWriter(t *testing.T, cfg Config, b Backend, now func() time.Time) *Writer {
 	t.Helper()
+	if cfg.Chain == nil {
+		cfg.Chain = testChain(t)
+	}
 	w, err := NewWriter(cfg, b, now, discardLogger())
 	if err != nil {
 		t.Fatalf("NewWriter: %v", err)
@@ -164,7 +198,7 @@ func emitAsync(ctx context.Context, w *Writer, e *Event) <-chan error {
 }
 
 func TestNewWriterRejectsBadInput(t *testing.T) {
-	ok := Config{CommitTimeout: time.Second, QueueSize: 1, MaxBatch: 1}
+	ok := Config{CommitTimeout: time.Second, QueueSize: 1, MaxBatch: 1, Chain: testChain(t)}
 	tests := []struct {
 		name    string
 		cfg     Config
@@ -174,6 +208,7 @@ func TestNewWriterRejectsBadInput(t *testing.T) {
 		{"nil backend", ok, nil, discardLogger()},
 		{"nil logger", ok, &fakeBackend{}, nil},
 		{"zero config", Config{}, &fakeBackend{}, discardLogger()},
+		{"nil chain", Config{CommitTimeout: time.Second, QueueSize: 1, MaxBatch: 1}, &fakeBackend{}, discardLogger()},
 		{"zero commit timeout", Config{QueueSize: 1, MaxBatch: 1}, &fakeBackend{}, discardLogger()},
 		{"negative commit timeout", Config{CommitTimeout: -time.Second, QueueSize: 1, MaxBatch: 1}, &fakeBackend{}, discardLogger()},
 		{"zero queue", Config{CommitTimeout: time.Second, MaxBatch: 1}, &fakeBackend{}, discardLogger()},
@@ -275,7 +310,7 @@ func TestWriterGroupCommit(t *testing.T) {
 // TestWriterKeepsCallerIDAndTime: Emit fills ID and Time only when empty.
 func TestWriterKeepsCallerIDAndTime(t *testing.T) {
 	fb := &fakeBackend{}
-	w := newTestWriter(t, Config{CommitTimeout: generous, QueueSize: 4, MaxBatch: 4}, fb,
+	w := newTestWriter(t, Config{CommitTimeout: generous, QueueSize: 4, MaxBatch: 4, Chain: testChain(t)}, fb,
 		func() time.Time { return time.Unix(99, 0) })
 	at := time.Date(2020, 1, 2, 3, 4, 5, 6, time.UTC)
 	e := &Event{ID: "evt_mine", Time: at, Type: ServerStart}
@@ -450,7 +485,7 @@ func TestWriterQueueFull(t *testing.T) {
 func TestWriterCancelledContextDoesNotDropRecord(t *testing.T) {
 	t.Run("cancelled before Emit", func(t *testing.T) {
 		fb := &fakeBackend{}
-		w := newTestWriter(t, Config{CommitTimeout: generous, QueueSize: 4, MaxBatch: 4}, fb, nil)
+		w := newTestWriter(t, Config{CommitTimeout: generous, QueueSize: 4, MaxBatch: 4, Chain: testChain(t)}, fb, nil)
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
 		e := &Event{Type: ToolCallStart}
@@ -464,7 +499,7 @@ func TestWriterCancelledContextDoesNotDropRecord(t *testing.T) {
 	t.Run("cancelled while waiting", func(t *testing.T) {
 		g := newGate()
 		fb := &fakeBackend{hook: g.hook}
-		w := newTestWriter(t, Config{CommitTimeout: generous, QueueSize: 4, MaxBatch: 4}, fb, nil)
+		w := newTestWriter(t, Config{CommitTimeout: generous, QueueSize: 4, MaxBatch: 4, Chain: testChain(t)}, fb, nil)
 		ctx, cancel := context.WithCancel(t.Context())
 		e := &Event{Type: ToolCallStart}
 		errc := emitAsync(ctx, w, e)
@@ -485,7 +520,7 @@ func TestWriterCancelledContextDoesNotDropRecord(t *testing.T) {
 func TestWriterCloseDrains(t *testing.T) {
 	g := newGate()
 	fb := &fakeBackend{hook: g.hook}
-	w, err := NewWriter(Config{CommitTimeout: generous, QueueSize: 64, MaxBatch: 4}, fb, nil, discardLogger())
+	w, err := NewWriter(Config{CommitTimeout: generous, QueueSize: 64, MaxBatch: 4, Chain: testChain(t)}, fb, nil, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,7 +587,7 @@ func TestWriterCloseDrains(t *testing.T) {
 func TestWriterCloseHonoursContext(t *testing.T) {
 	g := newGate()
 	fb := &fakeBackend{hook: g.hook}
-	w, err := NewWriter(Config{CommitTimeout: generous, QueueSize: 4, MaxBatch: 4}, fb, nil, discardLogger())
+	w, err := NewWriter(Config{CommitTimeout: generous, QueueSize: 4, MaxBatch: 4, Chain: testChain(t)}, fb, nil, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -583,7 +618,7 @@ func TestWriterCloseHonoursContext(t *testing.T) {
 func TestWriterAckMeansDurable(t *testing.T) {
 	for round := range 20 {
 		fb := &fakeBackend{}
-		w, err := NewWriter(Config{CommitTimeout: generous, QueueSize: 8, MaxBatch: 3}, fb, nil, discardLogger())
+		w, err := NewWriter(Config{CommitTimeout: generous, QueueSize: 8, MaxBatch: 3, Chain: testChain(t)}, fb, nil, discardLogger())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -220,6 +221,50 @@ type AuditConfig struct {
 	QueueSize int `yaml:"queue_size"`
 	// MaxBatch caps the records committed in one transaction.
 	MaxBatch int `yaml:"max_batch"`
+	// ChainKeyFile holds the HMAC key of the hash chain (at least 32
+	// bytes, mode 0600). Empty: PORTCULLIS_AUDIT_CHAIN_KEY (hex) if set,
+	// else <data_dir>/audit-chain.key, created on first start.
+	ChainKeyFile string `yaml:"chain_key_file"`
+	// SigningKeyFile holds the Ed25519 checkpoint signing key (a 32-byte
+	// seed, mode 0600). Empty: <data_dir>/audit-signing.key, created on
+	// first start.
+	SigningKeyFile string `yaml:"signing_key_file"`
+	// CheckpointInterval is how often a signed checkpoint of the chain head
+	// is written (only when records were added since the last one); the
+	// latest is also kept in <data_dir>/audit-checkpoint.json.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// RetentionMonths keeps this many whole calendar months of records
+	// before the current one; older ones are pruned at a checkpoint once
+	// a day. 0 keeps everything.
+	RetentionMonths int `yaml:"retention_months"`
+	// Sinks forward committed records to a SIEM. A sink reads from the
+	// store after commit, so a failing sink never costs a local record.
+	Sinks []AuditSinkConfig `yaml:"sinks"`
+}
+
+// AuditSinkConfig is one forwarding sink.
+type AuditSinkConfig struct {
+	// Name identifies the sink; its delivery cursor is stored under it.
+	Name string `yaml:"name"`
+	// Type is "syslog" (RFC 5424) or "http" (JSON lines, Loki, Elasticsearch bulk).
+	Type string `yaml:"type"`
+	// Network and Address of a syslog collector: "udp" | "tcp" | "unix"
+	// and host:port or a socket path.
+	Network string `yaml:"network"`
+	Address string `yaml:"address"`
+	// URL of an HTTP collector.
+	URL string `yaml:"url"`
+	// Format of an HTTP sink: "jsonl" (default), "loki" (push API) or
+	// "elasticsearch" (bulk API).
+	Format string `yaml:"format"`
+	// TokenFile holds a bearer token sent to the HTTP collector (mode 0600).
+	TokenFile string `yaml:"token_file"`
+	// BatchSize caps records per delivery (default 500).
+	BatchSize int `yaml:"batch_size"`
+	// Timeout bounds one delivery (default 10s).
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxBackoff caps the wait between retries (default 1m).
+	MaxBackoff time.Duration `yaml:"max_backoff"`
 }
 
 // LogConfig configures the operator log (never the audit log).
@@ -262,7 +307,8 @@ func Default() *Config {
 			TmpSizeBytes:  64 << 20,
 			PoolSize:      2,
 		},
-		Audit:  AuditConfig{CommitTimeout: 5 * time.Second, QueueSize: 4096, MaxBatch: 512},
+		Audit: AuditConfig{CommitTimeout: 5 * time.Second, QueueSize: 4096, MaxBatch: 512,
+			CheckpointInterval: 15 * time.Minute},
 		Log:    LogConfig{Level: "info", Format: "text"},
 		Policy: PolicyConfig{Mode: "enforce", ReloadInterval: 2 * time.Second, Timezone: "UTC"},
 		Auth: AuthConfig{Lockout: LockoutConfig{Threshold: 10, Window: 5 * time.Minute,
@@ -397,6 +443,25 @@ func (c *Config) Validate() error {
 	positiveDur("audit.commit_timeout", c.Audit.CommitTimeout)
 	positive("audit.queue_size", int64(c.Audit.QueueSize))
 	positive("audit.max_batch", int64(c.Audit.MaxBatch))
+	positiveDur("audit.checkpoint_interval", c.Audit.CheckpointInterval)
+	if c.Audit.RetentionMonths < 0 || c.Audit.RetentionMonths > 1200 {
+		bad("audit.retention_months", "must be 0 (keep everything) to 1200, got %d", c.Audit.RetentionMonths)
+	}
+	for _, k := range []struct {
+		key string
+		p   *string
+	}{
+		{"audit.chain_key_file", &c.Audit.ChainKeyFile}, {"audit.signing_key_file", &c.Audit.SigningKeyFile},
+	} {
+		if *k.p != "" {
+			abs, err := filepath.Abs(*k.p)
+			if err != nil {
+				bad(k.key, "%v", err)
+			}
+			*k.p = abs
+		}
+	}
+	c.validateSinks(bad)
 	if c.Stdio.User == "" {
 		bad("stdio.user", "must not be empty")
 	}
@@ -514,4 +579,65 @@ func isLoopbackHost(host string) bool {
 	}
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.IsLoopback()
+}
+
+func (c *Config) validateSinks(bad func(key, format string, args ...any)) {
+	names := map[string]bool{}
+	for i := range c.Audit.Sinks {
+		sk := &c.Audit.Sinks[i]
+		key := fmt.Sprintf("audit.sinks[%d]", i)
+		if sk.Name == "" || strings.ContainsAny(sk.Name, " \t/") {
+			bad(key+".name", "must be a non-empty name without spaces or slashes, got %q", sk.Name)
+		} else if names[sk.Name] {
+			bad(key+".name", "duplicate sink name %q", sk.Name)
+		}
+		names[sk.Name] = true
+		switch sk.Type {
+		case "syslog":
+			switch sk.Network {
+			case "udp", "tcp", "unix":
+			default:
+				bad(key+".network", "must be udp, tcp or unix, got %q", sk.Network)
+			}
+			if sk.Address == "" {
+				bad(key+".address", "must not be empty")
+			}
+		case "http":
+			u, err := url.Parse(sk.URL)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad(key+".url", "must be an http or https URL, got %q", sk.URL)
+			} else if u.User != nil {
+				bad(key+".url", "must not carry credentials; use token_file")
+			} else if u.Scheme == "http" && c.Mode == ModeProduction && !isLoopbackHost(u.Hostname()) {
+				bad(key+".url", "production mode ships audit records only over https to a non-loopback collector")
+			}
+			switch sk.Format {
+			case "":
+				sk.Format = "jsonl"
+			case "jsonl", "loki", "elasticsearch":
+			default:
+				bad(key+".format", "must be jsonl, loki or elasticsearch, got %q", sk.Format)
+			}
+		default:
+			bad(key+".type", "must be syslog or http, got %q", sk.Type)
+		}
+		if sk.TokenFile != "" && sk.Type != "http" {
+			bad(key+".token_file", "only for http sinks")
+		}
+		if sk.BatchSize == 0 {
+			sk.BatchSize = 500
+		}
+		if sk.BatchSize < 1 || sk.BatchSize > 10000 {
+			bad(key+".batch_size", "must be 1-10000, got %d", sk.BatchSize)
+		}
+		if sk.Timeout == 0 {
+			sk.Timeout = 10 * time.Second
+		}
+		if sk.MaxBackoff == 0 {
+			sk.MaxBackoff = time.Minute
+		}
+		if sk.Timeout < 0 || sk.MaxBackoff < 0 {
+			bad(key, "timeout and max_backoff must be positive")
+		}
+	}
 }

@@ -602,6 +602,10 @@ func TestEveryEnvKeySetsItsField(t *testing.T) {
 				raw, value = "4242", reflect.ValueOf(int64(4242)).Convert(l.typ)
 			case l.typ.Kind() == reflect.Slice && l.typ.Elem().Kind() == reflect.String:
 				raw, value = "/a, /b", reflect.ValueOf([]string{"/a", "/b"})
+			case l.typ == reflect.TypeFor[[]config.AuditSinkConfig]():
+				raw = `[{"name":"siem","type":"http","url":"https://siem.example/ingest","batch_size":7}]`
+				value = reflect.ValueOf([]config.AuditSinkConfig{{Name: "siem", Type: "http",
+					URL: "https://siem.example/ingest", BatchSize: 7}})
 			case l.typ.Kind() == reflect.Map:
 				raw, value = "grp-a=developer, grp-b = admin", reflect.ValueOf(map[string]string{"grp-a": "developer", "grp-b": "admin"})
 			default:

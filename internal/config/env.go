@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // EnvPrefix starts every Portcullis environment variable.
@@ -21,6 +23,9 @@ var NonConfigEnv = []string{
 	"PORTCULLIS_ADMIN_KEY", // admin CLI: key for the admin API
 	"PORTCULLIS_SERVER",    // admin CLI: base URL of the running server
 	"PORTCULLIS_CONFIG",    // path of the config file
+	// The audit chain key itself (hex, at least 32 bytes), for deployments
+	// that inject secrets as variables; read by serve and `audit verify`.
+	"PORTCULLIS_AUDIT_CHAIN_KEY",
 }
 
 var durationType = reflect.TypeFor[time.Duration]()
@@ -137,6 +142,18 @@ func setValue(v reflect.Value, s string) error {
 		}
 		v.Set(m)
 	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Struct {
+			// A list of objects (audit.sinks): JSON, decoded as strictly
+			// as the YAML file (unknown keys are errors).
+			dec := yaml.NewDecoder(strings.NewReader(s))
+			dec.KnownFields(true)
+			ptr := reflect.New(v.Type())
+			if err := dec.Decode(ptr.Interface()); err != nil {
+				return fmt.Errorf("want a JSON list of objects: %w", err)
+			}
+			v.Set(ptr.Elem())
+			return nil
+		}
 		if v.Type().Elem().Kind() != reflect.String {
 			return fmt.Errorf("unsupported list type %s", v.Type())
 		}

@@ -23,6 +23,10 @@ const (
 	ServerSecret = "server.secret" // HMAC key for API key digests
 	AuditKey     = "audit.key"     // HMAC key for audit redaction digests
 	AdminKeyFile = "admin.key"     // the first admin API key, printed once
+
+	AuditChainKey       = "audit-chain.key"       // HMAC key of the audit hash chain
+	AuditSigningKey     = "audit-signing.key"     // Ed25519 seed that signs audit checkpoints
+	AuditCheckpointFile = "audit-checkpoint.json" // the latest signed checkpoint
 )
 
 // Ensure creates dir (and parents) with mode 0700 if missing and checks

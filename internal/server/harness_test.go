@@ -22,6 +22,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/adminapi"
 	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/audit/audittest"
 	"github.com/portcullis/portcullis/internal/authn"
 	"github.com/portcullis/portcullis/internal/gateway"
 	"github.com/portcullis/portcullis/internal/mcpserver"
@@ -207,7 +208,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	w, err := audit.NewWriter(audit.Config{CommitTimeout: 10 * time.Second, QueueSize: 256, MaxBatch: 64}, db, nil, log)
+	w, err := audit.NewWriter(audit.Config{CommitTimeout: 10 * time.Second, QueueSize: 256, MaxBatch: 64, Chain: audittest.Chain()}, db, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -132,6 +132,16 @@ type Store interface {
 	audit.Backend
 	// QueryAudit returns events matching q (see audit.Query).
 	QueryAudit(ctx context.Context, q audit.Query) ([]audit.Event, error)
+	// PruneAudit deletes the records with sequence <= throughSeq (retention
+	// at a checkpoint) and returns how many it deleted.
+	PruneAudit(ctx context.Context, throughSeq int64) (int64, error)
+	// AuditCursor is the last sequence forwarding sink name acknowledged (0: none).
+	AuditCursor(ctx context.Context, name string) (int64, error)
+	// SetAuditCursor records that sink name acknowledged everything up to seq.
+	SetAuditCursor(ctx context.Context, name string, seq int64) error
+	// Backup writes a consistent copy of the whole store to a new file at
+	// path while the gateway keeps serving; an existing path: ErrConflict.
+	Backup(ctx context.Context, path string) error
 
 	// Ping checks the store answers and can write.
 	Ping(ctx context.Context) error

@@ -2,53 +2,138 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/reason"
+	"github.com/portcullis/portcullis/internal/store"
 )
 
 const insertAudit = `INSERT INTO audit_events (
-	id, time_ns, type, principal, roles, session, request_id, remote_addr, tool, server,
-	args_digest, args, decision, reason, status, duration_ns, result_digest, error, detail
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	seq, id, time_ns, type, principal, roles, session, request_id, remote_addr, tool, server,
+	args_digest, args, decision, reason, status, duration_ns, result_digest, error, detail, prev_hash, hash
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
-// AppendAudit implements audit.Backend: all events in one IMMEDIATE
-// transaction on the writer connection, synchronous=FULL, so the commit is
-// durable when it returns. Each event's Seq is set.
-func (db *DB) AppendAudit(ctx context.Context, events []*audit.Event) error {
+const auditColumns = `seq, id, time_ns, type, principal, roles, session, request_id, remote_addr, tool, server,
+	args_digest, args, decision, reason, status, duration_ns, result_digest, error, detail, prev_hash, hash`
+
+// AppendAudit implements audit.Backend: in one IMMEDIATE transaction on the
+// writer connection (synchronous=FULL, so the commit is durable when it
+// returns) it reads the chain head, seals each event onto it with chain
+// and inserts it. Reading the head inside the write transaction keeps the
+// chain linear even if another process appends to the same file. Rows left
+// unsealed by an older version are sealed first. On error nothing is
+// stored, and the events' Seq and hashes must be ignored.
+func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*audit.Event) (err error) {
+	if chain == nil {
+		return errors.New("sqlite: audit append without a chain")
+	}
+	defer func() {
+		if err != nil { // rolled back: no event got a place in the chain
+			for _, e := range events {
+				e.Seq, e.PrevHash, e.Hash = 0, "", ""
+			}
+		}
+	}()
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: audit begin: %w", err)
 	}
 	defer tx.Rollback()
+	seq, hash, err := auditHead(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if hash == "" && seq > 0 {
+		if seq, hash, err = sealLegacy(ctx, tx, chain); err != nil {
+			return err
+		}
+	}
 	stmt, err := tx.PrepareContext(ctx, insertAudit)
 	if err != nil {
 		return fmt.Errorf("sqlite: audit prepare: %w", err)
 	}
 	defer stmt.Close()
-	seqs := make([]int64, len(events))
-	for i, e := range events {
-		res, err := stmt.ExecContext(ctx,
-			e.ID, ns(e.Time), string(e.Type), e.Principal, joinRoles(e.Roles), e.Session, e.RequestID,
-			e.RemoteAddr, e.Tool, e.Server, e.ArgsDigest, string(e.Args), e.Decision, string(e.Reason),
-			e.Status, int64(e.Duration), e.ResultDigest, e.Error, e.Detail)
-		if err != nil {
-			return fmt.Errorf("sqlite: audit insert: %w", err)
-		}
-		if seqs[i], err = res.LastInsertId(); err != nil {
+	for _, e := range events {
+		if err := chain.Seal(e, seq, hash); err != nil {
 			return err
 		}
+		if _, err := stmt.ExecContext(ctx, auditValues(e)...); err != nil {
+			return fmt.Errorf("sqlite: audit insert: %w", err)
+		}
+		seq, hash = e.Seq, e.Hash
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: audit commit: %w", err)
 	}
-	for i, e := range events {
-		e.Seq = seqs[i]
-	}
 	return nil
+}
+
+func auditValues(e *audit.Event) []any {
+	return []any{e.Seq, e.ID, ns(e.Time), string(e.Type), e.Principal, joinRoles(e.Roles), e.Session, e.RequestID,
+		e.RemoteAddr, e.Tool, e.Server, e.ArgsDigest, string(e.Args), e.Decision, string(e.Reason),
+		e.Status, int64(e.Duration), e.ResultDigest, e.Error, e.Detail, e.PrevHash, e.Hash}
+}
+
+// auditHead returns the newest record's sequence and hash; (0, genesis)
+// for an empty log.
+func auditHead(ctx context.Context, tx *sql.Tx) (int64, string, error) {
+	var seq int64
+	var hash string
+	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, audit.GenesisHash, nil
+	case err != nil:
+		return 0, "", fmt.Errorf("sqlite: audit head: %w", err)
+	}
+	return seq, hash, nil
+}
+
+// sealLegacy seals rows stored before the chain existed (empty hash), in
+// sequence order, and returns the new head.
+func sealLegacy(ctx context.Context, tx *sql.Tx, chain *audit.Chain) (int64, string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE hash = '' ORDER BY seq`)
+	if err != nil {
+		return 0, "", fmt.Errorf("sqlite: audit legacy: %w", err)
+	}
+	events, err := scanEvents(rows)
+	if err != nil {
+		return 0, "", err
+	}
+	var seq int64
+	hash := audit.GenesisHash
+	if len(events) > 0 {
+		// The row before the first unsealed one, if any, is sealed.
+		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events WHERE seq < ? ORDER BY seq DESC LIMIT 1`,
+			events[0].Seq).Scan(&seq, &hash)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return 0, "", fmt.Errorf("sqlite: audit legacy: %w", err)
+		}
+		if errors.Is(err, sql.ErrNoRows) {
+			seq, hash = 0, audit.GenesisHash
+		}
+	}
+	for i := range events {
+		e := &events[i]
+		want := e.Seq
+		// Seal numbers the row prevSeq+1; keep the stored number, gaps
+		// included (they will show in verify, as they should).
+		if err := chain.Seal(e, want-1, hash); err != nil {
+			return 0, "", err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE audit_events SET prev_hash = ?, hash = ? WHERE seq = ?`,
+			e.PrevHash, e.Hash, want); err != nil {
+			return 0, "", fmt.Errorf("sqlite: audit legacy: %w", err)
+		}
+		seq, hash = want, e.Hash
+	}
+	return seq, hash, nil
 }
 
 // QueryAudit implements store.Store.
@@ -59,20 +144,16 @@ func (db *DB) QueryAudit(ctx context.Context, q audit.Query) ([]audit.Event, err
 		where = append(where, cond)
 		args = append(args, v)
 	}
-	if q.Principal != "" {
-		add("principal = ?", q.Principal)
+	for _, f := range []struct{ col, v string }{
+		{"principal", q.Principal}, {"tool", q.Tool}, {"server", q.Server}, {"type", string(q.Type)},
+		{"status", q.Status}, {"decision", q.Decision}, {"request_id", q.RequestID}, {"session", q.Session},
+	} {
+		if f.v != "" {
+			add(f.col+" = ?", f.v)
+		}
 	}
-	if q.Tool != "" {
-		add("tool = ?", q.Tool)
-	}
-	if q.Type != "" {
-		add("type = ?", string(q.Type))
-	}
-	if q.Status != "" {
-		add("status = ?", q.Status)
-	}
-	if q.RequestID != "" {
-		add("request_id = ?", q.RequestID)
+	if q.Role != "" {
+		add("instr(',' || roles || ',', ',' || ? || ',') > 0", q.Role)
 	}
 	if !q.Since.IsZero() {
 		add("time_ns >= ?", ns(q.Since))
@@ -83,22 +164,32 @@ func (db *DB) QueryAudit(ctx context.Context, q audit.Query) ([]audit.Event, err
 	if q.BeforeSeq > 0 {
 		add("seq < ?", q.BeforeSeq)
 	}
+	if q.AfterSeq > 0 {
+		add("seq > ?", q.AfterSeq)
+	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = audit.DefaultQueryLimit
 	}
 	limit = min(limit, audit.MaxQueryLimit)
-	query := `SELECT seq, id, time_ns, type, principal, roles, session, request_id, remote_addr, tool, server,
-		args_digest, args, decision, reason, status, duration_ns, result_digest, error, detail FROM audit_events`
+	query := `SELECT ` + auditColumns + ` FROM audit_events`
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
-	query += " ORDER BY seq DESC LIMIT ?"
+	if q.Ascending {
+		query += " ORDER BY seq ASC LIMIT ?"
+	} else {
+		query += " ORDER BY seq DESC LIMIT ?"
+	}
 	args = append(args, limit)
 	rows, err := db.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: audit query: %w", err)
 	}
+	return scanEvents(rows)
+}
+
+func scanEvents(rows *sql.Rows) ([]audit.Event, error) {
 	defer rows.Close()
 	var out []audit.Event
 	for rows.Next() {
@@ -107,7 +198,7 @@ func (db *DB) QueryAudit(ctx context.Context, q audit.Query) ([]audit.Event, err
 		var typ, roles, args, rc string
 		if err := rows.Scan(&e.Seq, &e.ID, &t, &typ, &e.Principal, &roles, &e.Session, &e.RequestID,
 			&e.RemoteAddr, &e.Tool, &e.Server, &e.ArgsDigest, &args, &e.Decision, &rc, &e.Status,
-			&dur, &e.ResultDigest, &e.Error, &e.Detail); err != nil {
+			&dur, &e.ResultDigest, &e.Error, &e.Detail, &e.PrevHash, &e.Hash); err != nil {
 			return nil, fmt.Errorf("sqlite: audit scan: %w", err)
 		}
 		e.Time = fromNS(t)
@@ -121,4 +212,66 @@ func (db *DB) QueryAudit(ctx context.Context, q audit.Query) ([]audit.Event, err
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// PruneAudit implements store.Store: it deletes every record with
+// sequence <= throughSeq in one transaction and returns how many.
+func (db *DB) PruneAudit(ctx context.Context, throughSeq int64) (int64, error) {
+	res, err := db.w.ExecContext(ctx, `DELETE FROM audit_events WHERE seq <= ?`, throughSeq)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: audit prune: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// AuditCursor implements store.Store: the last sequence the named sink
+// acknowledged, 0 if it never did.
+func (db *DB) AuditCursor(ctx context.Context, name string) (int64, error) {
+	var seq int64
+	err := db.r.QueryRowContext(ctx, `SELECT seq FROM audit_cursors WHERE name = ?`, name).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: audit cursor: %w", err)
+	}
+	return seq, nil
+}
+
+// SetAuditCursor implements store.Store.
+func (db *DB) SetAuditCursor(ctx context.Context, name string, seq int64) error {
+	_, err := db.w.ExecContext(ctx, `INSERT INTO audit_cursors (name, seq, updated_ns) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_ns = excluded.updated_ns`,
+		name, seq, ns(db.now()))
+	if err != nil {
+		return fmt.Errorf("sqlite: audit cursor: %w", err)
+	}
+	return nil
+}
+
+// ProbeWrite implements audit.Backend: one durable write (a single row
+// rewritten and committed), so that readiness can tell when a store that
+// failed (full disk, read-only file system) takes writes again.
+func (db *DB) ProbeWrite(ctx context.Context) error {
+	_, err := db.w.ExecContext(ctx, `INSERT INTO write_probe (id, ns) VALUES (1, ?)
+		ON CONFLICT (id) DO UPDATE SET ns = excluded.ns`, ns(db.now()))
+	if err != nil {
+		return fmt.Errorf("sqlite: write probe: %w", err)
+	}
+	return nil
+}
+
+// Backup implements store.Store: an online, transactionally consistent
+// copy of the whole database into a new file at path (VACUUM INTO), taken
+// while the gateway keeps writing. path must not exist.
+func (db *DB) Backup(ctx context.Context, path string) error {
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("%w: %s exists", store.ErrConflict, path)
+	}
+	// On the read pool: the copy is one read transaction, and the writer
+	// connection (audit appends) is not held while it runs.
+	if _, err := db.r.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		return fmt.Errorf("sqlite: backup: %w", err)
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -95,6 +96,32 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	return &DB{w: w, r: r, log: opts.Logger, now: opts.Now}, nil
 }
 
+// OpenReadOnly opens an existing database for offline tools (audit verify,
+// backup, export) while a gateway may be serving from it: no migrations,
+// and every connection is query-only, so writes fail with an error. A
+// missing file is an error, never created.
+func OpenReadOnly(ctx context.Context, path string, opts Options) (*DB, error) {
+	if opts.Logger == nil {
+		return nil, errors.New("sqlite: nil logger")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	r, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	r.SetMaxOpenConns(2)
+	if err := r.PingContext(ctx); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	return &DB{w: r, r: r, log: opts.Logger, now: opts.Now}, nil
+}
+
 func migrate(ctx context.Context, db *sql.DB) error {
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
@@ -112,7 +139,35 @@ func migrate(ctx context.Context, db *sql.DB) error {
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	if db.w == db.r {
+		return db.r.Close()
+	}
 	return errors.Join(db.r.Close(), db.w.Close())
+}
+
+// IntegrityCheck runs PRAGMA integrity_check and returns nil when SQLite
+// answers "ok", else an error carrying its first findings.
+func (db *DB) IntegrityCheck(ctx context.Context) error {
+	rows, err := db.r.QueryContext(ctx, `PRAGMA integrity_check`)
+	if err != nil {
+		return fmt.Errorf("sqlite: integrity check: %w", err)
+	}
+	defer rows.Close()
+	var found []string
+	for rows.Next() && len(found) < 10 {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return err
+		}
+		found = append(found, s)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(found) == 1 && found[0] == "ok" {
+		return nil
+	}
+	return fmt.Errorf("sqlite: integrity check failed: %s", strings.Join(found, "; "))
 }
 
 // Ping checks that the database answers and accepts a write transaction.

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/audit/audittest"
 	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/store/sqlite"
 )
@@ -554,7 +555,7 @@ func TestAppendAuditRoundTrip(t *testing.T) {
 		ResultDigest: "hmac-sha256:11", Error: "generic", Detail: "rule 3",
 	}
 	bare := &audit.Event{ID: "evt_bare", Time: c.Now(), Type: audit.ServerStart}
-	if err := db.AppendAudit(ctx, []*audit.Event{e, bare}); err != nil {
+	if err := db.AppendAudit(ctx, audittest.Chain(), []*audit.Event{e, bare}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := db.QueryAudit(ctx, audit.Query{})
@@ -577,7 +578,7 @@ func TestAppendAuditSeq(t *testing.T) {
 		for i := range batch {
 			batch[i] = mkEvent(fmt.Sprintf("evt_%d_%d", b, i), c.Now(), audit.ToolCallStart, "p", "t", "started", "r")
 		}
-		if err := db.AppendAudit(ctx, batch); err != nil {
+		if err := db.AppendAudit(ctx, audittest.Chain(), batch); err != nil {
 			t.Fatal(err)
 		}
 		for i, e := range batch {
@@ -587,7 +588,7 @@ func TestAppendAuditSeq(t *testing.T) {
 			last = e.Seq
 		}
 	}
-	if err := db.AppendAudit(ctx, nil); err != nil {
+	if err := db.AppendAudit(ctx, audittest.Chain(), nil); err != nil {
 		t.Errorf("empty batch: %v", err)
 	}
 }
@@ -619,11 +620,11 @@ func TestAppendAuditAtomic(t *testing.T) {
 			db, c := openTemp(t)
 			ctx := t.Context()
 			existing := mkEvent("evt_existing", c.Now(), audit.ServerStart, "", "", "", "")
-			if err := db.AppendAudit(ctx, []*audit.Event{existing}); err != nil {
+			if err := db.AppendAudit(ctx, audittest.Chain(), []*audit.Event{existing}); err != nil {
 				t.Fatal(err)
 			}
 			batch := tt.batch(c.Now())
-			if err := db.AppendAudit(ctx, batch); err == nil {
+			if err := db.AppendAudit(ctx, audittest.Chain(), batch); err == nil {
 				t.Fatal("AppendAudit with a duplicate id succeeded")
 			}
 			for i, e := range batch {
@@ -639,7 +640,7 @@ func TestAppendAuditAtomic(t *testing.T) {
 				t.Errorf("after a failed batch the log holds %v, want only evt_existing", ids(got))
 			}
 			next := mkEvent("evt_after", c.Now(), audit.ServerStop, "", "", "", "")
-			if err := db.AppendAudit(ctx, []*audit.Event{next}); err != nil {
+			if err := db.AppendAudit(ctx, audittest.Chain(), []*audit.Event{next}); err != nil {
 				t.Fatalf("append after a failed batch: %v", err)
 			}
 			if next.Seq <= existing.Seq {
@@ -656,7 +657,7 @@ func TestAppendAuditCancelledContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	batch := []*audit.Event{mkEvent("evt_a", c.Now(), audit.ToolCallStart, "p", "", "", "")}
-	if err := db.AppendAudit(ctx, batch); err == nil {
+	if err := db.AppendAudit(ctx, audittest.Chain(), batch); err == nil {
 		t.Fatal("AppendAudit with a cancelled ctx succeeded")
 	}
 	if batch[0].Seq != 0 {
@@ -666,7 +667,7 @@ func TestAppendAuditCancelledContext(t *testing.T) {
 		t.Errorf("%d events stored by a failed append", n)
 	}
 	// The writer connection is still usable afterwards.
-	if err := db.AppendAudit(t.Context(), batch); err != nil || batch[0].Seq == 0 {
+	if err := db.AppendAudit(t.Context(), audittest.Chain(), batch); err != nil || batch[0].Seq == 0 {
 		t.Errorf("append after a cancelled one = %v (Seq %d)", err, batch[0].Seq)
 	}
 }
@@ -694,7 +695,7 @@ func TestQueryAudit(t *testing.T) {
 		mkEvent("e6", at(5), audit.AuthFailure, evil, "", "refused", evil),
 		mkEvent("e7", at(6), audit.ToolCallStart, "alice", evil, "started", "r4"),
 	}
-	if err := db.AppendAudit(ctx, events); err != nil {
+	if err := db.AppendAudit(ctx, audittest.Chain(), events); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -753,7 +754,7 @@ func TestQueryAuditLimits(t *testing.T) {
 	for i := range batch {
 		batch[i] = mkEvent(fmt.Sprintf("evt_%05d", i), c.Now(), audit.ToolCallStart, "p", "t", "started", "r")
 	}
-	if err := db.AppendAudit(ctx, batch); err != nil {
+	if err := db.AppendAudit(ctx, audittest.Chain(), batch); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -838,7 +839,7 @@ func testConcurrentWriters(t *testing.T, dbs []*sqlite.DB, c *clock) {
 			}
 			for i := range perWorker {
 				e := mkEvent(fmt.Sprintf("evt_%02d_%02d", w, i), c.Now(), audit.ToolCallStart, name, "read_file", "started", "r")
-				if err := db.AppendAudit(ctx, []*audit.Event{e}); err != nil {
+				if err := db.AppendAudit(ctx, audittest.Chain(), []*audit.Event{e}); err != nil {
 					fail("AppendAudit: %v", err)
 				}
 				if _, err := db.QueryAudit(ctx, audit.Query{Principal: name}); err != nil {
@@ -884,7 +885,7 @@ func testConcurrentWriters(t *testing.T, dbs []*sqlite.DB, c *clock) {
 func TestWriterOverSQLite(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "portcullis.db")
 	db := openAt(t, path, nil)
-	w, err := audit.NewWriter(audit.Config{CommitTimeout: time.Minute, QueueSize: 64, MaxBatch: 16}, db, nil, testLogger())
+	w, err := audit.NewWriter(audit.Config{CommitTimeout: time.Minute, QueueSize: 64, MaxBatch: 16, Chain: audittest.Chain()}, db, nil, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -928,7 +929,7 @@ func BenchmarkAppendAudit(b *testing.B) {
 						Args:       args, Decision: audit.DecisionAllow, Status: audit.StatusStarted,
 					}
 				}
-				if err := db.AppendAudit(ctx, batch); err != nil {
+				if err := db.AppendAudit(ctx, audittest.Chain(), batch); err != nil {
 					b.Fatal(err)
 				}
 				n++
