@@ -50,7 +50,7 @@ type fakeBackend struct {
 	batches [][]string
 
 	probeErr error // returned by ProbeWrite
-	probes   int // event IDs of every committed batch
+	probes   int   // event IDs of every committed batch
 }
 
 var _ Backend = (*fakeBackend)(nil)
