@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -230,54 +229,4 @@ func printKeys(w io.Writer, keys []adminapi.KeyView) error {
 			k.CreatedAt.Format(time.RFC3339), exp, status, scopes)
 	}
 	return tw.Flush()
-}
-
-func newAuditCmd(g *globalFlags) *cobra.Command {
-	af := &adminFlags{}
-	cmd := &cobra.Command{Use: "audit", Short: "Query the audit log (through the admin API)"}
-	af.register(cmd)
-	f := map[string]*string{}
-	query := &cobra.Command{
-		Use:   "query",
-		Short: "Print audit events as JSON lines, newest first",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := af.client(g)
-			if err != nil {
-				return err
-			}
-			v := url.Values{}
-			for k, p := range f {
-				if *p != "" {
-					v.Set(k, *p)
-				}
-			}
-			events, err := c.QueryAudit(cmd.Context(), v)
-			if err != nil {
-				return err
-			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			for _, e := range events {
-				if err := enc.Encode(e); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
-	}
-	for _, fl := range []struct{ name, param, help string }{
-		{"user", "user", "principal (user name)"},
-		{"tool", "tool", "tool name"},
-		{"status", "status", "status: started, ok, error, refused"},
-		{"type", "type", "event type, e.g. tool.call.end"},
-		{"request-id", "request_id", "request id"},
-		{"since", "since", "RFC 3339 time or duration ago (1h)"},
-		{"until", "until", "RFC 3339 time or duration ago"},
-		{"limit", "limit", "maximum events (default 100)"},
-		{"before", "before", "only events with sequence below this (paging)"},
-	} {
-		f[fl.param] = query.Flags().String(fl.name, "", fl.help)
-	}
-	cmd.AddCommand(query)
-	return cmd
 }

@@ -75,7 +75,7 @@ func serve(parent context.Context, cfg *config.Config) error {
 		return err
 	}
 	admin, err := adminapi.New(adminapi.Deps{Store: a.Store, Authn: a.Authn, Policy: a.Policy, Audit: a.Audit,
-		Policies: a.PolicyAdmin(), AccessChanged: a.AccessChanged,
+		Policies: a.PolicyAdmin(), AccessChanged: a.AccessChanged, Checkpoint: a.Checkpoint,
 		Logger: log.With("component", "admin"), RequestMeta: server.RequestMeta})
 	if err != nil {
 		closeApp()

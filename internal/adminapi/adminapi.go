@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -77,6 +76,9 @@ type Deps struct {
 	Now           func() time.Time
 	// RequestMeta returns the request id and remote address of r.
 	RequestMeta func(r *http.Request) (requestID, remote string)
+	// Checkpoint writes a signed audit checkpoint now (POST
+	// /admin/v1/audit/checkpoint); nil answers 501.
+	Checkpoint func(ctx context.Context) (audit.Checkpoint, error)
 }
 
 // API is the admin HTTP handler.
@@ -121,6 +123,8 @@ func (a *API) Routes() []Route {
 		{"POST", "/admin/v1/keys", "keys", a.createKey},
 		{"DELETE", "/admin/v1/keys/{id}", "keys", a.revokeKey},
 		{"GET", "/admin/v1/audit", "audit", a.queryAudit},
+		{"GET", "/admin/v1/audit/export", "audit", a.exportAudit},
+		{"POST", "/admin/v1/audit/checkpoint", "audit", a.checkpoint},
 		{"POST", "/admin/v1/keys/{id}/rotate", "keys", a.rotateKey},
 		{"GET", "/admin/v1/users", "users", a.listUsers},
 		{"POST", "/admin/v1/users", "users", a.createUser},
@@ -552,54 +556,6 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request, p *principal.Pri
 	v.Key = plain
 	writeJSON(w, http.StatusCreated, v)
 	return nil
-}
-
-func (a *API) queryAudit(w http.ResponseWriter, r *http.Request, _ *principal.Principal) error {
-	q, err := parseAuditQuery(r, a.d.Now())
-	if err != nil {
-		return err
-	}
-	events, err := a.d.Store.QueryAudit(r.Context(), q)
-	if err != nil {
-		return err
-	}
-	if events == nil {
-		events = []audit.Event{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": events})
-	return nil
-}
-
-// parseAuditQuery reads filters: user, tool, type, status, request_id,
-// since/until (RFC 3339 or a duration meaning "that long ago"), before
-// (sequence, for paging) and limit.
-func parseAuditQuery(r *http.Request, now time.Time) (audit.Query, error) {
-	v := r.URL.Query()
-	q := audit.Query{
-		Principal: v.Get("user"),
-		Tool:      v.Get("tool"),
-		Type:      audit.Type(v.Get("type")),
-		Status:    v.Get("status"),
-		RequestID: v.Get("request_id"),
-	}
-	var err error
-	if q.Since, err = parseTime(v.Get("since"), now); err != nil {
-		return q, badRequest("since: %v", err)
-	}
-	if q.Until, err = parseTime(v.Get("until"), now); err != nil {
-		return q, badRequest("until: %v", err)
-	}
-	if s := v.Get("limit"); s != "" {
-		if q.Limit, err = strconv.Atoi(s); err != nil || q.Limit <= 0 || q.Limit > audit.MaxQueryLimit {
-			return q, badRequest("limit must be 1..%d", audit.MaxQueryLimit)
-		}
-	}
-	if s := v.Get("before"); s != "" {
-		if q.BeforeSeq, err = strconv.ParseInt(s, 10, 64); err != nil || q.BeforeSeq <= 0 {
-			return q, badRequest("before must be a positive sequence number")
-		}
-	}
-	return q, nil
 }
 
 // parseTime accepts RFC 3339 or a Go duration meaning "that long ago".

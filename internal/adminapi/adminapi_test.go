@@ -274,6 +274,7 @@ func TestRoutesAreAllGuarded(t *testing.T) {
 		}
 	}
 	want := []string{"GET /admin/v1/keys keys", "POST /admin/v1/keys keys", "DELETE /admin/v1/keys/{id} keys", "GET /admin/v1/audit audit",
+		"GET /admin/v1/audit/export audit", "POST /admin/v1/audit/checkpoint audit",
 		"POST /admin/v1/keys/{id}/rotate keys",
 		"GET /admin/v1/users users", "POST /admin/v1/users users", "GET /admin/v1/users/{name} users",
 		"POST /admin/v1/users/{name}/disable users", "POST /admin/v1/users/{name}/enable users",

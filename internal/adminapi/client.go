@@ -36,42 +36,9 @@ func (e *APIError) Error() string {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
-	u, err := url.Parse(strings.TrimRight(c.BaseURL, "/") + path)
-	if err != nil {
-		return fmt.Errorf("admin API: bad server URL: %w", err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("admin API: server URL must be http or https, got %q", c.BaseURL)
-	}
-	u.RawQuery = query.Encode()
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), r)
+	resp, err := c.send(ctx, method, path, query, body, 30*time.Second)
 	if err != nil {
 		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.Key)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
-	}
-	// The admin API never redirects. Following one would resend the key:
-	// Go keeps Authorization on redirects to the same host name (another
-	// port, or https → http).
-	noRedirect := *hc
-	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := noRedirect.Do(req)
-	if err != nil {
-		return fmt.Errorf("admin API: %w (is `portcullis serve` running at %s?)", err, c.BaseURL)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -79,9 +46,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct{ Error, Message string }
-		_ = json.Unmarshal(data, &e)
-		return &APIError{Status: resp.StatusCode, Code: e.Error, Message: e.Message}
+		return apiError(resp, data)
 	}
 	if out == nil {
 		return nil
@@ -90,6 +55,56 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return fmt.Errorf("admin API: bad response: %w", err)
 	}
 	return nil
+}
+
+// send performs one request with the admin key and returns the response
+// of any status; timeout bounds the whole exchange (0: none, for streams).
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, body any, timeout time.Duration) (*http.Response, error) {
+	u, err := url.Parse(strings.TrimRight(c.BaseURL, "/") + path)
+	if err != nil {
+		return nil, fmt.Errorf("admin API: bad server URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("admin API: server URL must be http or https, got %q", c.BaseURL)
+	}
+	u.RawQuery = query.Encode()
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), r)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: timeout}
+	}
+	// The admin API never redirects. Following one would resend the key:
+	// Go keeps Authorization on redirects to the same host name (another
+	// port, or https → http).
+	noRedirect := *hc
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("admin API: %w (is `portcullis serve` running at %s?)", err, c.BaseURL)
+	}
+	return resp, nil
+}
+
+// apiError reads an error answer.
+func apiError(resp *http.Response, data []byte) error {
+	var e struct{ Error, Message string }
+	_ = json.Unmarshal(data, &e)
+	return &APIError{Status: resp.StatusCode, Code: e.Error, Message: e.Message}
 }
 
 // CreateKey creates a key (and the user, if new) and returns it with its
@@ -265,4 +280,30 @@ func (c *Client) QueryAudit(ctx context.Context, filters url.Values) ([]audit.Ev
 	var out struct{ Events []audit.Event }
 	err := c.do(ctx, http.MethodGet, "/admin/v1/audit", filters, nil, &out)
 	return out.Events, err
+}
+
+// ExportAudit streams every event matching filters (plus format=jsonl|csv)
+// to w, oldest first, with no overall timeout (ctx bounds it). A stream
+// the server cut short is an error, never a silently short export.
+func (c *Client) ExportAudit(ctx context.Context, filters url.Values, w io.Writer) error {
+	resp, err := c.send(ctx, http.MethodGet, "/admin/v1/audit/export", filters, nil, 0)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return apiError(resp, data)
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("admin API: export interrupted: %w", err)
+	}
+	return nil
+}
+
+// Checkpoint asks the server to write a signed audit checkpoint now.
+func (c *Client) Checkpoint(ctx context.Context) (audit.Checkpoint, error) {
+	var cp audit.Checkpoint
+	err := c.do(ctx, http.MethodPost, "/admin/v1/audit/checkpoint", nil, nil, &cp)
+	return cp, err
 }

@@ -49,6 +49,7 @@ type App struct {
 	// Sandbox is the native runtime, nil when sandboxed tools are not offered.
 	Sandbox   *native.Runtime
 	workspace *files.Workspace
+	lock      *os.File // the data dir lock, held while open
 	backgroundState
 }
 
@@ -64,6 +65,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 		}
 	}()
 	if err := datadir.Ensure(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if a.lock, err = datadir.Lock(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	serverSecret, _, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.ServerSecret, authn.SecretSize)
@@ -231,6 +235,9 @@ func (a *App) Close(ctx context.Context) error {
 	}
 	if a.Store != nil {
 		errs = append(errs, a.Store.Close())
+	}
+	if a.lock != nil {
+		errs = append(errs, a.lock.Close())
 	}
 	return errors.Join(errs...)
 }

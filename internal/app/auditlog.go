@@ -185,6 +185,9 @@ type VerifyOptions struct {
 	PublicKey ed25519.PublicKey
 	// Database is the SQLite file to verify; default the data dir's.
 	Database string
+	// SnapshotOnly verifies a copy (backup) on its own: the data dir's
+	// audit-checkpoint.json may be newer than the copy and is not used.
+	SnapshotOnly bool
 	Progress func(records, seq int64)
 }
 
@@ -203,7 +206,7 @@ func VerifyAudit(ctx context.Context, cfg *config.Config, opts VerifyOptions, lo
 	}
 	var anchors []audit.Checkpoint
 	paths := opts.Checkpoints
-	if own := filepath.Join(cfg.DataDir, datadir.AuditCheckpointFile); fileExists(own) {
+	if own := filepath.Join(cfg.DataDir, datadir.AuditCheckpointFile); !opts.SnapshotOnly && fileExists(own) {
 		paths = append(paths, own)
 	}
 	for _, p := range paths {

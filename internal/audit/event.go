@@ -53,7 +53,6 @@ const (
 	AuditCheckpoint Type = "audit.checkpoint" // a signed statement of the chain head; detail holds the Checkpoint
 	AuditPrune      Type = "audit.prune"      // retention removed records up to a checkpoint
 	AuditExport     Type = "audit.export"     // an administrator read or exported audit records in bulk
-	AuditBackup     Type = "audit.backup"     // an online backup of the store was taken
 )
 
 // Types lists every event type Portcullis emits.
@@ -64,7 +63,7 @@ var Types = []Type{
 	PolicyWouldDeny, PolicyReload, PolicyReloadFailed, AuthLockout,
 	AdminUserDisable, AdminUserEnable, AdminUserRevoke, AdminRoleCreate,
 	AdminRoleGrant, AdminRoleRevoke, AdminKeyRotate, AdminPolicyReload,
-	AdminPolicyTest, AuditCheckpoint, AuditPrune, AuditExport, AuditBackup,
+	AdminPolicyTest, AuditCheckpoint, AuditPrune, AuditExport,
 }
 
 // codes are the stable numeric event codes (for SIEM rules that match on
@@ -78,7 +77,7 @@ var codes = map[Type]int{
 	AdminDenied: 400, AdminUserCreate: 410, AdminUserGrant: 411, AdminUserDisable: 412, AdminUserEnable: 413,
 	AdminUserRevoke: 414, AdminRoleCreate: 420, AdminRoleGrant: 421, AdminRoleRevoke: 422,
 	AdminKeyCreate: 430, AdminKeyRevoke: 431, AdminKeyRotate: 432, AdminPolicyReload: 440, AdminPolicyTest: 441,
-	AuditCheckpoint: 500, AuditPrune: 501, AuditExport: 502, AuditBackup: 503,
+	AuditCheckpoint: 500, AuditPrune: 501, AuditExport: 502,
 	ServerStart: 900, ServerStop: 901,
 }
 

@@ -140,3 +140,25 @@ func readPrivate(path string) ([]byte, error) {
 	}
 	return b[:n], nil
 }
+
+// LockFile is the lock a serving gateway holds on its data directory.
+const LockFile = "serve.lock"
+
+// ErrLocked means another process holds the data directory's lock.
+var ErrLocked = errors.New("data dir in use")
+
+// Lock takes an exclusive lock on dir (flock on <dir>/serve.lock, released
+// when the returned file is closed or the process dies): one gateway per
+// data directory, and `portcullis restore` refuses to replace the database
+// under a running one. Held by someone else: ErrLocked.
+func Lock(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, LockFile), os.O_RDWR|os.O_CREATE|openFlags, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data dir lock: %w", err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s is locked by another portcullis process (a running `portcullis serve` or `stdio`?)", ErrLocked, dir)
+	}
+	return f, nil
+}

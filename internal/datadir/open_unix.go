@@ -2,7 +2,10 @@
 
 package datadir
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // openFlags harden opening a secret file: O_NOFOLLOW refuses a symbolic
 // link in the last path component (the secret must be the file in the
@@ -10,3 +13,8 @@ import "syscall"
 // FIFO planted at the path from blocking open forever (it is then refused
 // as not a regular file).
 const openFlags = syscall.O_NOFOLLOW | syscall.O_NONBLOCK
+
+// lockFile takes an exclusive, non-blocking flock on f.
+func lockFile(f *os.File) error {
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -263,14 +264,31 @@ func (db *DB) ProbeWrite(ctx context.Context) error {
 
 // Backup implements store.Store: an online, transactionally consistent
 // copy of the whole database into a new file at path (VACUUM INTO), taken
-// while the gateway keeps writing. path must not exist.
+// while the gateway keeps writing. The file is created first with mode
+// 0600 (VACUUM INTO fills an empty file and keeps its mode), so the copy
+// is never readable by others; an existing path is ErrConflict. On error
+// the file is removed.
 func (db *DB) Backup(ctx context.Context, path string) error {
-	if _, err := os.Lstat(path); err == nil {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("%w: %s exists", store.ErrConflict, path)
 	}
-	// On the read pool: the copy is one read transaction, and the writer
-	// connection (audit appends) is not held while it runs.
-	if _, err := db.r.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+	if err != nil {
+		return fmt.Errorf("sqlite: backup: %w", err)
+	}
+	f.Close()
+	// On a connection of its own: the copy is one read transaction, the
+	// writer connection (audit appends) is not held while it runs, and
+	// the query-only read pool refuses VACUUM.
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	c, err := sql.Open("sqlite", "file:"+(&url.URL{Path: db.path}).EscapedPath()+"?"+q.Encode())
+	if err == nil {
+		_, err = c.ExecContext(ctx, `VACUUM INTO ?`, path)
+		c.Close()
+	}
+	if err != nil {
+		os.Remove(path)
 		return fmt.Errorf("sqlite: backup: %w", err)
 	}
 	return nil

@@ -28,10 +28,11 @@ var migrations embed.FS
 
 // DB is a SQLite-backed store.Store.
 type DB struct {
-	w   *sql.DB // single writer connection
-	r   *sql.DB // read-only pool
-	log *slog.Logger
-	now func() time.Time
+	w    *sql.DB // single writer connection
+	r    *sql.DB // read-only pool
+	log  *slog.Logger
+	now  func() time.Time
+	path string
 }
 
 var _ store.Store = (*DB)(nil)
@@ -93,7 +94,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: open reader: %w", err)
 	}
 	r.SetMaxOpenConns(opts.ReadConns)
-	return &DB{w: w, r: r, log: opts.Logger, now: opts.Now}, nil
+	return &DB{w: w, r: r, log: opts.Logger, now: opts.Now, path: path}, nil
 }
 
 // OpenReadOnly opens an existing database for offline tools (audit verify,
@@ -119,7 +120,7 @@ func OpenReadOnly(ctx context.Context, path string, opts Options) (*DB, error) {
 		r.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	return &DB{w: r, r: r, log: opts.Logger, now: opts.Now}, nil
+	return &DB{w: r, r: r, log: opts.Logger, now: opts.Now, path: path}, nil
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
