@@ -188,7 +188,7 @@ type VerifyOptions struct {
 	// SnapshotOnly verifies a copy (backup) on its own: the data dir's
 	// audit-checkpoint.json may be newer than the copy and is not used.
 	SnapshotOnly bool
-	Progress func(records, seq int64)
+	Progress     func(records, seq int64)
 }
 
 // VerifyAudit verifies the audit chain of the database in cfg.DataDir (or
