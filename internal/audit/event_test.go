@@ -170,3 +170,32 @@ func TestTypeCodes(t *testing.T) {
 		t.Error("an unknown type is Known")
 	}
 }
+
+// TestNoAdHocTypes: production code emits only the declared constants,
+// never a type made up on the spot (which would bypass the catalogue).
+func TestNoAdHocTypes(t *testing.T) {
+	adHoc := regexp.MustCompile(`audit\.Type\("|Type:\s*"[a-z]+\.`)
+	root := filepath.Join("..", "..")
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".tools" || d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if loc := adHoc.FindIndex(b); loc != nil {
+			t.Errorf("%s: ad hoc audit event type near %q", path, b[loc[0]:min(loc[1]+30, len(b))])
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
