@@ -15,6 +15,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/alert"
 	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/audit/forward"
 	"github.com/portcullis/portcullis/internal/authn"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/datadir"
@@ -34,10 +35,12 @@ var Version = "0.1.0-dev"
 
 // App is an assembled gateway.
 type App struct {
-	Config   *config.Config
-	Log      *slog.Logger
-	Store    store.Store
-	Audit    *audit.Writer
+	Config *config.Config
+	Log    *slog.Logger
+	Store  store.Store
+	Audit  *audit.Writer
+	// Forward ships committed audit records to the configured SIEM sinks.
+	Forward  *forward.Set
 	Redactor *audit.Redactor
 	Authn    *authn.Authenticator
 	// Bearer authenticates requests: API keys and, when configured, OIDC tokens.
@@ -94,6 +97,12 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 		CommitTimeout: cfg.Audit.CommitTimeout, QueueSize: cfg.Audit.QueueSize, MaxBatch: cfg.Audit.MaxBatch,
 		Chain: chain,
 	}, db, nil, log.With("component", "audit")); err != nil {
+		return nil, err
+	}
+	// Sinks read committed records from the store; a broken sink config
+	// (unreadable token file) refuses the start.
+	if a.Forward, err = forward.Start(context.Background(), cfg.Audit.Sinks, db,
+		log.With("component", "audit-forward"), forward.Options{}); err != nil {
 		return nil, err
 	}
 	if err := a.openAuthn(ctx, serverSecret); err != nil {
@@ -224,6 +233,9 @@ func (a *App) Close(ctx context.Context) error {
 		}
 	}
 	var errs []error
+	if a.Forward != nil {
+		a.Forward.Close()
+	}
 	if a.Audit != nil {
 		errs = append(errs, a.Audit.Close(ctx))
 	}

@@ -165,7 +165,22 @@ func (a *App) checkpointIfNew(ctx context.Context) {
 }
 
 func (a *App) applyRetention(ctx context.Context, months int) {
-	res, err := audit.Prune(ctx, a.Store, a.Audit, audit.RetentionCutoff(time.Now(), months))
+	// Records a forwarding sink has not shipped yet are kept.
+	var keepAfter int64
+	for i, sk := range a.Config.Audit.Sinks {
+		c, err := a.Store.AuditCursor(ctx, sk.Name)
+		if err != nil {
+			a.Log.Error("audit retention: sink cursor", "sink", sk.Name, "err", err)
+			return
+		}
+		if i == 0 || c < keepAfter {
+			keepAfter = c
+		}
+	}
+	if len(a.Config.Audit.Sinks) > 0 && keepAfter == 0 {
+		return // a sink has shipped nothing yet
+	}
+	res, err := audit.Prune(ctx, a.Store, a.Audit, audit.RetentionCutoff(time.Now(), months), keepAfter)
 	if err != nil {
 		a.Log.Error("audit retention failed", "err", err)
 		return

@@ -52,9 +52,16 @@ type PruneResult struct {
 // Records after the last checkpoint before cutoff stay even if older than
 // cutoff: retention never breaks the chain. The removal is recorded as an
 // audit.prune record (written first: if it cannot be, nothing is deleted).
-func Prune(ctx context.Context, p Pruner, w *Writer, cutoff time.Time) (PruneResult, error) {
+// keepAfter > 0 protects every record with a sequence above it (the lowest
+// cursor of the forwarding sinks: records not yet shipped are never pruned).
+func Prune(ctx context.Context, p Pruner, w *Writer, cutoff time.Time, keepAfter int64) (PruneResult, error) {
 	res := PruneResult{Cutoff: cutoff.UTC()}
-	cps, err := p.QueryAudit(ctx, Query{Type: AuditCheckpoint, Until: cutoff, Limit: 1})
+	q := Query{Type: AuditCheckpoint, Until: cutoff, Limit: 1}
+	if keepAfter > 0 {
+		// The checkpoint record at seq s covers s-1: prune through s-1 <= keepAfter.
+		q.BeforeSeq = keepAfter + 2
+	}
+	cps, err := p.QueryAudit(ctx, q)
 	if err != nil || len(cps) == 0 {
 		return res, err
 	}
