@@ -292,7 +292,7 @@ writes one every audit.checkpoint_interval to <data-dir>/audit-checkpoint.json.`
 func newAuditVerifyCmd(g *globalFlags) *cobra.Command {
 	var checkpoints []string
 	var publicKey string
-	var asJSON bool
+	var asJSON, acceptUnsealed bool
 	cmd := &cobra.Command{
 		Use:   "verify [--data-dir DIR] [--checkpoint FILE]...",
 		Short: "Verify the audit hash chain offline; exit 1 and name the first bad record if broken",
@@ -316,7 +316,7 @@ Exit status: 0 intact, 1 broken (the first bad sequence number is printed),
 			if err != nil {
 				return err
 			}
-			opts := app.VerifyOptions{Checkpoints: checkpoints, Progress: func(n, seq int64) {
+			opts := app.VerifyOptions{Checkpoints: checkpoints, AcceptUnsealedPrefix: acceptUnsealed, Progress: func(n, seq int64) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "verified %d records (seq %d)\n", n, seq)
 			}}
 			if publicKey != "" {
@@ -348,6 +348,8 @@ Exit status: 0 intact, 1 broken (the first bad sequence number is printed),
 	cmd.Flags().StringArrayVar(&checkpoints, "checkpoint", nil, "an exported checkpoint file to check against (repeatable)")
 	cmd.Flags().StringVar(&publicKey, "public-key", "", "checkpoint public key (base64), instead of the data dir's signing key")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().BoolVar(&acceptUnsealed, "accept-unsealed-prefix", false,
+		"accept records written before the hash chain existed (an older version) at the start of the log; they are counted, not verified")
 	return cmd
 }
 
@@ -359,6 +361,9 @@ func printVerify(w io.Writer, rep audit.VerifyReport) {
 	}
 	fmt.Fprintf(w, "OK: %d records, seq %d..%d, %d signed checkpoints, %d exported checkpoints matched\n",
 		rep.Records, rep.FirstSeq, rep.LastSeq, rep.Checkpoints, rep.Anchors)
+	if rep.Unsealed > 0 {
+		fmt.Fprintf(w, "WARNING: the first %d records predate the hash chain and are NOT verified\n", rep.Unsealed)
+	}
 	if rep.PrunedBefore > 0 {
 		fmt.Fprintf(w, "records before seq %d were pruned by retention at a signed checkpoint\n", rep.PrunedBefore)
 	}

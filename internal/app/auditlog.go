@@ -200,6 +200,8 @@ type VerifyOptions struct {
 	PublicKey ed25519.PublicKey
 	// Database is the SQLite file to verify; default the data dir's.
 	Database string
+	// AcceptUnsealedPrefix accepts records from before the chain existed.
+	AcceptUnsealedPrefix bool
 	// SnapshotOnly verifies a copy (backup) on its own: the data dir's
 	// audit-checkpoint.json may be newer than the copy and is not used.
 	SnapshotOnly bool
@@ -244,7 +246,7 @@ func VerifyAudit(ctx context.Context, cfg *config.Config, opts VerifyOptions, lo
 		return audit.VerifyReport{}, err
 	}
 	return audit.Verify(ctx, db, audit.VerifyOptions{Chain: chain, PublicKey: pub, Anchors: anchors,
-		Progress: opts.Progress})
+		Progress: opts.Progress, AcceptUnsealedPrefix: opts.AcceptUnsealedPrefix})
 }
 
 func fileExists(p string) bool {

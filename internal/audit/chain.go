@@ -89,14 +89,10 @@ func (c *Chain) Seal(e *Event, prevSeq int64, prevHash string) error {
 	return nil
 }
 
-// Check reports whether e.Hash is the seal of e over e.PrevHash.
+// Check reports whether e.Hash is the seal of e over e.PrevHash, spelt
+// exactly as Seal wrote it (lowercase hex): a re-cased hash is a change.
 func (c *Chain) Check(e *Event) bool {
-	want, err := hex.DecodeString(e.Hash)
-	if err != nil {
-		return false
-	}
-	got, _ := hex.DecodeString(c.hash(e))
-	return hmac.Equal(want, got)
+	return hmac.Equal([]byte(e.Hash), []byte(c.hash(e)))
 }
 
 func (c *Chain) hash(e *Event) string {
@@ -213,7 +209,11 @@ func ParseCheckpoint(b []byte) (Checkpoint, error) {
 	if err := dec.Decode(&cp); err != nil {
 		return cp, fmt.Errorf("audit: checkpoint: %w", err)
 	}
-	if cp.Seq < 0 || len(cp.Hash) != 2*sha256.Size || cp.Signature == "" {
+	if _, err := dec.Token(); err != io.EOF {
+		return cp, errors.New("audit: checkpoint: data after the JSON object")
+	}
+	if _, err := hex.DecodeString(cp.Hash); err != nil || cp.Seq < 0 || len(cp.Hash) != 2*sha256.Size ||
+		cp.Hash != strings.ToLower(cp.Hash) || cp.Signature == "" {
 		return cp, errors.New("audit: checkpoint: missing or malformed fields")
 	}
 	return cp, nil

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -26,6 +27,12 @@ type VerifyOptions struct {
 	Anchors []Checkpoint
 	// Progress, if set, is called about every ProgressEvery records.
 	Progress func(records, seq int64)
+	// AcceptUnsealedPrefix accepts records without a seal at the start of
+	// the log (written before the chain existed, by a version without
+	// it); they are counted in Unsealed, not verified. Off, any unsealed
+	// record is a break. An unsealed record after a sealed one is always
+	// a break: stored rows are never sealed afterwards.
+	AcceptUnsealedPrefix bool
 }
 
 // ProgressEvery is how often Verify reports progress, in records.
@@ -43,13 +50,18 @@ type VerifyReport struct {
 	Anchors     int    `json:"anchors"`     // exported checkpoints checked
 	// PrunedBefore is set when records before FirstSeq were removed at a
 	// signed checkpoint (retention); they are no longer verifiable.
-	PrunedBefore int64  `json:"pruned_before,omitempty"`
-	BadSeq       int64  `json:"bad_seq,omitempty"`
-	Problem      string `json:"problem,omitempty"`
+	PrunedBefore int64 `json:"pruned_before,omitempty"`
+	// Unsealed counts the accepted unsealed prefix (AcceptUnsealedPrefix).
+	Unsealed int64 `json:"unsealed,omitempty"`
+	// BadSeq is the sequence number of the first bad record (or of the
+	// first missing one) and Problem says what is wrong; both are empty
+	// when the chain is intact.
+	BadSeq  int64  `json:"bad_seq,omitempty"`
+	Problem string `json:"problem,omitempty"`
 }
 
 // OK reports whether the chain verified.
-func (r *VerifyReport) OK() bool { return r.BadSeq == 0 && r.Problem == "" }
+func (r *VerifyReport) OK() bool { return r.Problem == "" }
 
 // verifyPage is how many records Verify reads per query.
 const verifyPage = 5000
@@ -92,8 +104,11 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 		rep.Problem = fmt.Sprintf(format, args...)
 		return rep, nil
 	}
-	var prevSeq int64
+	var prevSeq int64 // last record seen, sealed or not
 	var prevHash string
+	sealed := false // a sealed record was seen
+	var prunedThrough int64
+	pruneRecorded := map[int64]bool{} // through_seq of audit.prune records
 	for {
 		page, err := r.QueryAudit(ctx, Query{AfterSeq: prevSeq, Ascending: true, Limit: verifyPage})
 		if err != nil {
@@ -101,36 +116,53 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 		}
 		for i := range page {
 			e := &page[i]
-			if rep.Records == 0 {
+			if e.Seq < 1 {
+				return bad(e.Seq, "record has a non-positive sequence number")
+			}
+			if rep.Records == 0 && rep.Unsealed == 0 {
 				rep.FirstSeq = e.Seq
+			}
+			if prevSeq != 0 && e.Seq != prevSeq+1 {
+				return bad(prevSeq+1, "records %d..%d are missing (deleted)", prevSeq+1, e.Seq-1)
+			}
+			if h, ok := anchors[e.Seq]; ok && h != e.Hash {
+				return bad(e.Seq, "record differs from the exported checkpoint (rewritten after it was exported)")
+			}
+			if e.Hash == "" && e.PrevHash == "" && !sealed && opts.AcceptUnsealedPrefix {
+				if e.Seq != 1 && rep.Unsealed == 0 {
+					return bad(1, "records 1..%d are missing", e.Seq-1)
+				}
+				rep.Unsealed++
+				prevSeq = e.Seq
+				continue
+			}
+			if e.Hash == "" {
+				return bad(e.Seq, "record is not sealed (its seal was removed, or it was written before the chain existed: see --accept-unsealed-prefix)")
+			}
+			if !sealed {
 				switch {
-				case e.Seq < 1:
-					return bad(e.Seq, "record has a non-positive sequence number")
-				case e.Seq == 1:
+				case rep.Unsealed > 0 || e.Seq == 1:
 					if e.PrevHash != GenesisHash {
-						return bad(1, "the first record does not start the chain (prev_hash is not the genesis hash)")
+						return bad(e.Seq, "the first sealed record does not start the chain (prev_hash is not the genesis hash)")
 					}
 				case anchors[e.Seq-1] == e.PrevHash:
-					rep.PrunedBefore = e.Seq
+					prunedThrough = e.Seq - 1
 				case e.Type == AuditCheckpoint:
 					// Checked below: a valid checkpoint here names e.Seq-1
 					// with e.PrevHash, which anchors the pruned start.
-					rep.PrunedBefore = e.Seq
+					prunedThrough = e.Seq - 1
 				default:
 					return bad(1, "records 1..%d are missing and no signed checkpoint covers their removal", e.Seq-1)
 				}
-			} else {
-				if e.Seq != prevSeq+1 {
-					return bad(prevSeq+1, "records %d..%d are missing (deleted)", prevSeq+1, e.Seq-1)
-				}
-				if e.PrevHash != prevHash {
-					return bad(e.Seq, "prev_hash does not match record %d (a record was inserted, deleted or reordered)", prevSeq)
-				}
+				sealed = true
+			} else if e.PrevHash != prevHash {
+				return bad(e.Seq, "prev_hash does not match record %d (a record was inserted, deleted or reordered)", prevSeq)
 			}
 			if !opts.Chain.Check(e) {
 				return bad(e.Seq, "hash mismatch: the record was altered (or sealed with another key)")
 			}
-			if e.Type == AuditCheckpoint {
+			switch e.Type {
+			case AuditCheckpoint:
 				cp, err := ParseCheckpoint([]byte(e.Detail))
 				if err != nil {
 					return bad(e.Seq, "checkpoint record unreadable: %v", err)
@@ -142,11 +174,15 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 					return bad(e.Seq, "checkpoint record names seq %d, not the record before it", cp.Seq)
 				}
 				rep.Checkpoints++
-			}
-			if h, ok := anchors[e.Seq]; ok {
-				if h != e.Hash {
-					return bad(e.Seq, "record differs from the exported checkpoint (rewritten after it was exported)")
+			case AuditPrune:
+				var d struct {
+					ThroughSeq int64 `json:"through_seq"`
 				}
+				if json.Unmarshal([]byte(e.Detail), &d) == nil {
+					pruneRecorded[d.ThroughSeq] = true
+				}
+			}
+			if _, ok := anchors[e.Seq]; ok {
 				rep.Anchors++
 			}
 			prevSeq, prevHash = e.Seq, e.Hash
@@ -159,6 +195,19 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 		if len(page) < verifyPage {
 			break
 		}
+	}
+	if prunedThrough > 0 {
+		// The start follows a signed checkpoint, as after retention; but
+		// retention always records itself (audit.prune, written before it
+		// deletes and sealed after the checkpoint). Without that record
+		// someone else removed the older records.
+		if !pruneRecorded[prunedThrough] {
+			return bad(1, "records 1..%d were removed at a checkpoint, but no audit.prune record says retention removed them", prunedThrough)
+		}
+		rep.PrunedBefore = prunedThrough + 1
+	}
+	if rep.Unsealed > 0 && rep.Records == 0 {
+		rep.LastSeq = prevSeq
 	}
 	if maxAnchor != nil && maxAnchor.Seq > rep.LastSeq {
 		return bad(rep.LastSeq+1, "truncated: an exported checkpoint (%s) names seq %d but the log ends at %d",

@@ -27,9 +27,12 @@ const auditColumns = `seq, id, time_ns, type, principal, roles, session, request
 // writer connection (synchronous=FULL, so the commit is durable when it
 // returns) it reads the chain head, seals each event onto it with chain
 // and inserts it. Reading the head inside the write transaction keeps the
-// chain linear even if another process appends to the same file. Rows left
-// unsealed by an older version are sealed first. On error nothing is
-// stored, and the events' Seq and hashes must be ignored.
+// chain linear even if another process appends to the same file. Stored
+// rows are never rewritten: rows without a seal (written before the chain
+// existed, or blanked by someone) stay unsealed and the chain continues
+// from the newest sealed row, so the key can never be made to seal what
+// someone else wrote. On error nothing is stored, and the events' Seq and
+// hashes must be ignored.
 func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*audit.Event) (err error) {
 	if chain == nil {
 		return errors.New("sqlite: audit append without a chain")
@@ -50,17 +53,13 @@ func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*aud
 	if err != nil {
 		return err
 	}
-	if hash == "" && seq > 0 {
-		if seq, hash, err = sealLegacy(ctx, tx, chain); err != nil {
-			return err
-		}
-	}
 	stmt, err := tx.PrepareContext(ctx, insertAudit)
 	if err != nil {
 		return fmt.Errorf("sqlite: audit prepare: %w", err)
 	}
 	defer stmt.Close()
 	for _, e := range events {
+		e.Roles = splitRoles(joinRoles(e.Roles)) // seal the roles as stored: sorted
 		if err := chain.Seal(e, seq, hash); err != nil {
 			return err
 		}
@@ -81,8 +80,9 @@ func auditValues(e *audit.Event) []any {
 		e.Status, int64(e.Duration), e.ResultDigest, e.Error, e.Detail, e.PrevHash, e.Hash}
 }
 
-// auditHead returns the newest record's sequence and hash; (0, genesis)
-// for an empty log.
+// auditHead returns the newest record's sequence and the hash to chain
+// onto: the newest record's, or if it is unsealed the newest sealed one's
+// (Verify reports the unsealed rows in between), or the genesis hash.
 func auditHead(ctx context.Context, tx *sql.Tx) (int64, string, error) {
 	var seq int64
 	var hash string
@@ -92,47 +92,15 @@ func auditHead(ctx context.Context, tx *sql.Tx) (int64, string, error) {
 		return 0, audit.GenesisHash, nil
 	case err != nil:
 		return 0, "", fmt.Errorf("sqlite: audit head: %w", err)
+	case hash != "":
+		return seq, hash, nil
 	}
-	return seq, hash, nil
-}
-
-// sealLegacy seals rows stored before the chain existed (empty hash), in
-// sequence order, and returns the new head.
-func sealLegacy(ctx context.Context, tx *sql.Tx, chain *audit.Chain) (int64, string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE hash = '' ORDER BY seq`)
-	if err != nil {
-		return 0, "", fmt.Errorf("sqlite: audit legacy: %w", err)
-	}
-	events, err := scanEvents(rows)
-	if err != nil {
-		return 0, "", err
-	}
-	var seq int64
-	hash := audit.GenesisHash
-	if len(events) > 0 {
-		// The row before the first unsealed one, if any, is sealed.
-		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events WHERE seq < ? ORDER BY seq DESC LIMIT 1`,
-			events[0].Seq).Scan(&seq, &hash)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return 0, "", fmt.Errorf("sqlite: audit legacy: %w", err)
-		}
-		if errors.Is(err, sql.ErrNoRows) {
-			seq, hash = 0, audit.GenesisHash
-		}
-	}
-	for i := range events {
-		e := &events[i]
-		want := e.Seq
-		// Seal numbers the row prevSeq+1; keep the stored number, gaps
-		// included (they will show in verify, as they should).
-		if err := chain.Seal(e, want-1, hash); err != nil {
-			return 0, "", err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE audit_events SET prev_hash = ?, hash = ? WHERE seq = ?`,
-			e.PrevHash, e.Hash, want); err != nil {
-			return 0, "", fmt.Errorf("sqlite: audit legacy: %w", err)
-		}
-		seq, hash = want, e.Hash
+	err = tx.QueryRowContext(ctx, `SELECT hash FROM audit_events WHERE hash != '' ORDER BY seq DESC LIMIT 1`).Scan(&hash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return seq, audit.GenesisHash, nil
+	case err != nil:
+		return 0, "", fmt.Errorf("sqlite: audit head: %w", err)
 	}
 	return seq, hash, nil
 }

@@ -3,7 +3,9 @@
 -- canonical row)), indexes for the new query filters, and the cursors of
 -- forwarding sinks (how far each has shipped, so a failing sink resumes
 -- from the store and never costs a record). Rows written before this
--- migration have empty hashes and are sealed by the first append after it.
+-- migration keep empty hashes (never sealed afterwards: sealing what is
+-- already stored would let a tamperer have the key seal an edit); `audit
+-- verify --accept-unsealed-prefix` accepts them as an unverifiable prefix.
 
 ALTER TABLE audit_events ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
 ALTER TABLE audit_events ADD COLUMN hash TEXT NOT NULL DEFAULT '';
