@@ -18,7 +18,7 @@ type stepClock struct {
 	now time.Time
 }
 
-func (c *stepClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *stepClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
 func (c *stepClock) set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
 // TestPruneKeepsUnshipped: retention prunes through the newest checkpoint
