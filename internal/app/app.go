@@ -95,7 +95,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 	}
 	if a.Audit, err = audit.NewWriter(audit.Config{
 		CommitTimeout: cfg.Audit.CommitTimeout, QueueSize: cfg.Audit.QueueSize, MaxBatch: cfg.Audit.MaxBatch,
-		Chain: chain,
+		Chain: chain, Linger: cfg.Audit.Linger,
 	}, db, nil, log.With("component", "audit")); err != nil {
 		return nil, err
 	}

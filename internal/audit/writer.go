@@ -41,6 +41,10 @@ type Config struct {
 	MaxBatch int
 	// Chain seals every record into the hash chain; required.
 	Chain *Chain
+	// Linger is how long a batch smaller than the previous one waits for
+	// more events before it commits (group commit under concurrency);
+	// 0 never waits. A few hundred microseconds, well under one fsync.
+	Linger time.Duration
 }
 
 // Writer is the single audit writer: it batches concurrently emitted events
@@ -76,7 +80,7 @@ func NewWriter(cfg Config, backend Backend, now func() time.Time, log *slog.Logg
 	if cfg.Chain == nil {
 		return nil, errors.New("audit: nil chain")
 	}
-	if cfg.CommitTimeout <= 0 || cfg.QueueSize <= 0 || cfg.MaxBatch <= 0 {
+	if cfg.CommitTimeout <= 0 || cfg.QueueSize <= 0 || cfg.MaxBatch <= 0 || cfg.Linger < 0 || cfg.Linger >= cfg.CommitTimeout {
 		return nil, fmt.Errorf("audit: invalid config %+v", cfg)
 	}
 	if now == nil {
@@ -96,8 +100,30 @@ func NewWriter(cfg Config, backend Backend, now func() time.Time, log *slog.Logg
 	return w, nil
 }
 
-// NewID returns a random event id "evt_<26 base32 chars>".
-func NewID() string { return "evt_" + rand.Text() }
+// NewID returns an event id "evt_<26 base32 chars>": 10 characters of
+// Unix milliseconds, then 80 random bits (16 characters), in an alphabet
+// whose ASCII order is its numeric order. IDs therefore sort by time (like
+// ULIDs), which keeps inserts into the id index at its right edge instead
+// of scattered over the b-tree (fewer dirty pages per group commit).
+func NewID() string { return "evt_" + SortableID(time.Now()) }
+
+// sortable32 is base32 with digits first, so that ASCII order = value order.
+const sortable32 = "234567ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+// SortableID returns 26 characters: at's Unix milliseconds (50 bits) and
+// 80 random bits, both in sortable32.
+func SortableID(at time.Time) string {
+	var b [26]byte
+	ms := uint64(at.UnixMilli())
+	for i := 9; i >= 0; i-- {
+		b[i] = sortable32[ms&31]
+		ms >>= 5
+	}
+	// rand.Text uses the same 32 characters (A-Z2-7); its first 16 carry
+	// 80 uniformly random bits.
+	copy(b[10:], rand.Text()[:16])
+	return string(b[:])
+}
 
 // Emit records e durably. It fills e.ID and e.Time when empty and sets
 // e.Seq. It returns nil only after the event's transaction committed;
@@ -206,6 +232,7 @@ func (w *Writer) Close(ctx context.Context) error {
 func (w *Writer) run() {
 	defer close(w.stopped)
 	batch := make([]*pending, 0, w.cfg.MaxBatch)
+	last := 0 // size of the previous batch
 	for {
 		batch = batch[:0]
 		select {
@@ -216,8 +243,34 @@ func (w *Writer) run() {
 			return
 		}
 		batch = w.fill(batch)
+		if len(batch) < last && w.cfg.Linger > 0 {
+			batch = w.linger(batch, last)
+		}
+		last = len(batch)
 		w.commit(batch)
 	}
+}
+
+// linger waits up to Linger for the batch to grow back to want events.
+// Under concurrency the emitters released by one commit re-enter just after
+// the next batch was taken; without the wait every other commit carries
+// only half of them (measured: 30 events per commit with 64 emitters).
+// Like PostgreSQL's commit_delay it applies only when the previous batch
+// showed concurrency (a single emitter never waits).
+func (w *Writer) linger(batch []*pending, want int) []*pending {
+	timer := time.NewTimer(w.cfg.Linger)
+	defer timer.Stop()
+	for len(batch) < want && len(batch) < w.cfg.MaxBatch {
+		select {
+		case p := <-w.queue:
+			batch = append(batch, p)
+		case <-timer.C:
+			return batch
+		case <-w.stop:
+			return batch
+		}
+	}
+	return batch
 }
 
 // fill adds queued events to batch without waiting, up to MaxBatch.

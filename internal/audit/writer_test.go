@@ -685,3 +685,81 @@ func TestNewID(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+// TestWriterLinger: a batch smaller than the previous one waits (up to
+// Linger) until it is as large again, so emitters released by one commit
+// join the next instead of splitting into alternating half batches; a
+// batch at least as large as the previous one commits at once.
+func TestWriterLinger(t *testing.T) {
+	g := newGate()
+	fb := &fakeBackend{hook: g.hook}
+	w := newTestWriter(t, Config{CommitTimeout: generous, QueueSize: 16, MaxBatch: 16, Linger: generous / 2}, fb, nil)
+
+	first := emitAsync(t.Context(), w, &Event{ID: "e1", Type: ToolCallStart})
+	recv(t, g.started, "first AppendAudit")
+	var rest []<-chan error
+	for _, id := range []string{"e2", "e3", "e4"} {
+		rest = append(rest, emitAsync(t.Context(), w, &Event{ID: id, Type: ToolCallStart}))
+	}
+	waitQueued(t, w, 3)
+	close(g.release)
+	for _, ch := range append(rest, first) {
+		if err := recv(t, ch, "Emit"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Previous batch: 3. One event alone waits for two more.
+	lone := emitAsync(t.Context(), w, &Event{ID: "e5", Type: ToolCallStart})
+	// Give the writer time to take e5 alone (ordering, not an assertion:
+	// if it has not yet, e5-e7 form one batch anyway and the test still
+	// holds; without Linger, e5 would commit alone).
+	time.Sleep(20 * time.Millisecond)
+	waitQueued(t, w, 0)
+	late := []<-chan error{
+		emitAsync(t.Context(), w, &Event{ID: "e6", Type: ToolCallStart}),
+		emitAsync(t.Context(), w, &Event{ID: "e7", Type: ToolCallStart}),
+	}
+	for _, ch := range append(late, lone) {
+		if err := recv(t, ch, "Emit"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := [][]string{{"e1"}, {"e2", "e3", "e4"}, {"e5", "e6", "e7"}}
+	got := fb.committed()
+	for i := range got {
+		slices.Sort(got[i])
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("batches (-want +got):\n%s", diff)
+	}
+}
+
+// TestSortableID: ids sort by their time (to the millisecond), keep the
+// evt_ + 26 base32 form, and differ within one millisecond.
+func TestSortableID(t *testing.T) {
+	base := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	prev := SortableID(base)
+	seen := map[string]bool{prev: true}
+	for i := 1; i < 2000; i++ {
+		at := base.Add(time.Duration(i) * 7 * time.Millisecond)
+		id := SortableID(at)
+		if id <= prev {
+			t.Fatalf("id %q for %v does not sort after %q", id, at, prev)
+		}
+		same := SortableID(at)
+		if same == id || seen[same] {
+			t.Fatalf("two ids in one millisecond collide: %q", id)
+		}
+		if len(id) != 26 || strings.Trim(id, sortable32) != "" {
+			t.Fatalf("id %q is not 26 characters of %s", id, sortable32)
+		}
+		seen[id], seen[same] = true, true
+		prev = same
+		if same < id { // either order within the millisecond; keep the larger
+			prev = id
+		}
+	}
+	if id := NewID(); !strings.HasPrefix(id, "evt_") || len(id) != 30 {
+		t.Errorf("NewID() = %q", id)
+	}
+}

@@ -7,7 +7,6 @@ package mcpserver
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"log/slog"
 	"time"
@@ -64,7 +63,7 @@ func FixedIdentity(p *principal.Principal) func(mcp.Request) (Identity, bool) {
 }
 
 // NewRequestID returns a random request id "req_<26 base32 chars>".
-func NewRequestID() string { return "req_" + rand.Text() }
+func NewRequestID() string { return "req_" + audit.SortableID(time.Now()) }
 
 // Options configures New.
 type Options struct {

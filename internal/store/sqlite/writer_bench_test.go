@@ -26,7 +26,7 @@ func BenchmarkWriterGroupCommit(b *testing.B) {
 	for _, writers := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
 			db := openAt(b, filepath.Join(b.TempDir(), "portcullis.db"), nil)
-			w, err := audit.NewWriter(audit.Config{QueueSize: 4096, MaxBatch: 512, CommitTimeout: 30 * time.Second,
+			w, err := audit.NewWriter(audit.Config{QueueSize: 4096, MaxBatch: 512, CommitTimeout: 30 * time.Second, Linger: 300 * time.Microsecond,
 				Chain: audittest.Chain()}, db, nil, testLogger())
 			if err != nil {
 				b.Fatal(err)
