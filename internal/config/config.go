@@ -60,6 +60,10 @@ type Config struct {
 	Auth    AuthConfig    `yaml:"auth"`
 	OIDC    OIDCConfig    `yaml:"oidc"`
 	TLS     TLSConfig     `yaml:"tls"`
+
+	Limits     LimitsConfig     `yaml:"limits"`
+	Violations ViolationsConfig `yaml:"violations"`
+	Alerts     AlertsConfig     `yaml:"alerts"`
 }
 
 // PolicyConfig configures Cedar policies and how decisions are enforced.
@@ -281,10 +285,13 @@ type LogConfig struct {
 // ./workspace, development mode.
 func Default() *Config {
 	return &Config{
-		Mode:      ModeDevelopment,
-		Listen:    "127.0.0.1:8420",
-		DataDir:   "./portcullis-data",
-		Workspace: "./workspace",
+		Limits:     LimitsConfig{Quota: DefaultLimits(ModeDevelopment).Quota},
+		Violations: DefaultViolations(),
+		Alerts:     AlertsConfig{DedupeWindow: 10 * time.Minute, QueueSize: 1024},
+		Mode:       ModeDevelopment,
+		Listen:     "127.0.0.1:8420",
+		DataDir:    "./portcullis-data",
+		Workspace:  "./workspace",
 		HTTP: HTTPConfig{
 			MaxBodyBytes:      1 << 20,
 			ShutdownTimeout:   10 * time.Second,
@@ -469,6 +476,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateSinks(bad)
+	c.validateAbuse(bad)
 	if c.Stdio.User == "" {
 		bad("stdio.user", "must not be empty")
 	}

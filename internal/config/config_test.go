@@ -606,6 +606,12 @@ func TestEveryEnvKeySetsItsField(t *testing.T) {
 				raw = `[{"name":"siem","type":"http","url":"https://siem.example/ingest","batch_size":7}]`
 				value = reflect.ValueOf([]config.AuditSinkConfig{{Name: "siem", Type: "http",
 					URL: "https://siem.example/ingest", BatchSize: 7}})
+			case l.typ.Kind() == reflect.Float64:
+				raw, value = "2.5", reflect.ValueOf(2.5)
+			case l.typ.Kind() == reflect.Map && l.typ.Elem().Kind() == reflect.Struct:
+				raw, value = "{}", reflect.MakeMap(l.typ)
+			case l.typ.Kind() == reflect.Slice && l.typ.Elem().Kind() == reflect.Struct:
+				raw, value = "[]", reflect.MakeSlice(l.typ, 0, 0)
 			case l.typ.Kind() == reflect.Map:
 				raw, value = "grp-a=developer, grp-b = admin", reflect.ValueOf(map[string]string{"grp-a": "developer", "grp-b": "admin"})
 			default:

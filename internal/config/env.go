@@ -125,7 +125,16 @@ func setValue(v reflect.Value, s string) error {
 			return fmt.Errorf("want an integer: %w", err)
 		}
 		v.SetInt(n)
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("want a number: %w", err)
+		}
+		v.SetFloat(f)
 	case reflect.Map:
+		if v.Type().Key().Kind() == reflect.String && v.Type().Elem().Kind() == reflect.Struct {
+			return setJSON(v, s, "a JSON object of objects")
+		}
 		if v.Type().Key().Kind() != reflect.String || v.Type().Elem().Kind() != reflect.String {
 			return fmt.Errorf("unsupported map type %s", v.Type())
 		}
@@ -143,16 +152,7 @@ func setValue(v reflect.Value, s string) error {
 		v.Set(m)
 	case reflect.Slice:
 		if v.Type().Elem().Kind() == reflect.Struct {
-			// A list of objects (audit.sinks): JSON, decoded as strictly
-			// as the YAML file (unknown keys are errors).
-			dec := yaml.NewDecoder(strings.NewReader(s))
-			dec.KnownFields(true)
-			ptr := reflect.New(v.Type())
-			if err := dec.Decode(ptr.Interface()); err != nil {
-				return fmt.Errorf("want a JSON list of objects: %w", err)
-			}
-			v.Set(ptr.Elem())
-			return nil
+			return setJSON(v, s, "a JSON list of objects")
 		}
 		if v.Type().Elem().Kind() != reflect.String {
 			return fmt.Errorf("unsupported list type %s", v.Type())
@@ -167,5 +167,19 @@ func setValue(v reflect.Value, s string) error {
 	default:
 		return fmt.Errorf("unsupported type %s", v.Type())
 	}
+	return nil
+}
+
+// setJSON decodes s (JSON, or YAML flow style) into v as strictly as the
+// config file (unknown keys are errors): lists and maps of objects such as
+// audit.sinks or limits.tools.
+func setJSON(v reflect.Value, s, want string) error {
+	dec := yaml.NewDecoder(strings.NewReader(s))
+	dec.KnownFields(true)
+	ptr := reflect.New(v.Type())
+	if err := dec.Decode(ptr.Interface()); err != nil {
+		return fmt.Errorf("want %s: %w", want, err)
+	}
+	v.Set(ptr.Elem())
 	return nil
 }
