@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -100,6 +101,26 @@ func TestDigestKeyedAndStable(t *testing.T) {
 	if got := r1.Digest(msg); got != d {
 		t.Error("Redactor shares the caller's key buffer")
 	}
+}
+
+// TestDigestConcurrent: Digest reuses HMAC states across calls; calls from
+// many goroutines must still each get the HMAC of their own message.
+func TestDigestConcurrent(t *testing.T) {
+	key := testKey('c')
+	r := newRedactor(t, key)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				msg := []byte(strconv.Itoa(g) + "/" + strconv.Itoa(i))
+				if got, want := r.Digest(msg), hmacHex(key, msg); got != want {
+					t.Errorf("Digest(%s) = %s, want %s", msg, got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func TestRedactSensitiveKeys(t *testing.T) {
@@ -446,4 +467,29 @@ func FuzzRedact(f *testing.F) {
 			t.Fatalf("secret %q under password leaked: %s", secret, got)
 		}
 	})
+}
+
+// BenchmarkRedact measures Redact on typical tool-call arguments of about
+// 200 bytes (ordinary values only, one sensitive key, a credential inside
+// free text) and on a 4 KB file write.
+func BenchmarkRedact(b *testing.B) {
+	key := "AKIA" + strings.Repeat("Q", 16)
+	source, _ := json.Marshal(strings.Repeat("\tif err := w.Write(ctx, ev); err != nil {\n\t\treturn fmt.Errorf(\"audit: %w\", err)\n\t}\n", 55))
+	cases := []struct{ name, args string }{
+		{"ordinary", `{"path":"src/internal/audit/redact_test.go","content":"func main() { fmt.Println(\"hello, world\") }","recursive":true,"limit":100,"options":{"encoding":"utf-8","mode":"0644"},"tags":["build","test"]}`},
+		{"sensitive key", `{"url":"https://api.example.com/v1/items?page=2","method":"POST","headers":{"Accept":"application/json","Authorization":"Basic dXNlcjpwYXNz"},"body":{"name":"widget","count":3}}`},
+		{"secret in text", `{"command":"aws s3 ls s3://bucket/prefix --region eu-west-1","env":{"AWS_REGION":"eu-west-1","NOTE":"key ` + key + ` rotated"},"cwd":"/home/dev/project","timeout":30}`},
+		{"file 4KB", `{"path":"internal/audit/writer.go","content":` + string(source) + `}`},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			r := newRedactor(b, testKey('b'))
+			in := json.RawMessage(c.args)
+			b.SetBytes(int64(len(in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Redact(in)
+			}
+		})
+	}
 }
