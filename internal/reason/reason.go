@@ -31,6 +31,10 @@ const (
 	BadRequest           Code = "BAD_REQUEST"
 	Unavailable          Code = "UNAVAILABLE" // shutting down
 	Internal             Code = "INTERNAL"
+	RateLimited          Code = "RATE_LIMITED"        // a token bucket is empty; retry after the hint
+	ConcurrencyLimited   Code = "CONCURRENCY_LIMITED" // too many calls running at once
+	QuotaExceeded        Code = "QUOTA_EXCEEDED"      // the principal's daily quota is used up
+	TooLargeResponse     Code = "RESPONSE_TRUNCATED"  // the result was cut at the response limit (a notice, not a failure)
 )
 
 // Message returns the generic client-facing text for c. It never names the
@@ -75,6 +79,14 @@ func Message(c Code) string {
 		return "bad request"
 	case Unavailable:
 		return "service unavailable; retry later"
+	case RateLimited:
+		return "rate limit reached; retry later"
+	case ConcurrencyLimited:
+		return "too many calls in progress; retry later"
+	case QuotaExceeded:
+		return "daily quota used up"
+	case TooLargeResponse:
+		return "response truncated at the size limit"
 	default:
 		return "tool failed"
 	}
