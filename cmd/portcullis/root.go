@@ -46,7 +46,8 @@ keys are errors) and PORTCULLIS_* environment variables for every key
 	root.PersistentFlags().StringVar(&g.config, "config", "", "YAML config file (default: $PORTCULLIS_CONFIG, else embedded defaults)")
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory (database, keys); default ./portcullis-data")
 	root.AddCommand(newServeCmd(g), newStdioCmd(g), newKeyCmd(g), newAuditCmd(g), newSandboxCmd(g), newDoctorCmd(g),
-		newUserCmd(g), newRoleCmd(g), newPolicyCmd(g), newBackupCmd(g), newRestoreCmd(g))
+		newUserCmd(g), newRoleCmd(g), newPolicyCmd(g), newBackupCmd(g), newRestoreCmd(g),
+		newQuarantineCmd(g), newViolationsCmd(g), newUsageCmd(g))
 	return root
 }
 

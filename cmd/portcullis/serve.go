@@ -75,7 +75,7 @@ func serve(parent context.Context, cfg *config.Config) error {
 		return err
 	}
 	admin, err := adminapi.New(adminapi.Deps{Store: a.Store, Authn: a.Authn, Policy: a.Policy, Audit: a.Audit,
-		Policies: a.PolicyAdmin(), AccessChanged: a.AccessChanged, Checkpoint: a.Checkpoint,
+		Policies: a.PolicyAdmin(), AccessChanged: a.AccessChanged, Checkpoint: a.Checkpoint, Abuse: a.AbuseAdmin(),
 		Logger: log.With("component", "admin"), RequestMeta: server.RequestMeta})
 	if err != nil {
 		closeApp()
@@ -95,7 +95,9 @@ func serve(parent context.Context, cfg *config.Config) error {
 	}
 	scfg.ResourceMetadata, scfg.ResourceMetadataURL, scfg.ResourceMetadataPaths = a.ResourceMetadata()
 	srv, err := server.New(scfg, server.Deps{Authn: a.Bearer, MCP: mcpSrv, Admin: admin, Audit: a.Audit, Ready: a.Ready,
-		Logger: log, Lockout: a.Lockout, Alerts: a.Alerts})
+		Logger: log, Lockout: a.Lockout, Alerts: a.Alerts,
+		Quarantined:   func(name string) bool { _, q := a.Violations.Quarantined(name, "", ""); return q },
+		OnAuthFailure: a.AuthViolation})
 	if err != nil {
 		closeApp()
 		return err

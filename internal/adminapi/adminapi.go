@@ -76,6 +76,9 @@ type Deps struct {
 	Now           func() time.Time
 	// RequestMeta returns the request id and remote address of r.
 	RequestMeta func(r *http.Request) (requestID, remote string)
+	// Abuse serves quarantine creation/release and today's usage; nil
+	// answers those with 501 (lists still read the store).
+	Abuse AbuseAdmin
 	// Checkpoint writes a signed audit checkpoint now (POST
 	// /admin/v1/audit/checkpoint); nil answers 501.
 	Checkpoint func(ctx context.Context) (audit.Checkpoint, error)
@@ -141,6 +144,11 @@ func (a *API) Routes() []Route {
 		{"GET", "/admin/v1/policies", "policies", a.listPolicies},
 		{"POST", "/admin/v1/policies/reload", "policies", a.reloadPolicies},
 		{"POST", "/admin/v1/policies/test", "policies", a.testPolicy},
+		{"GET", "/admin/v1/violations", "quarantine", a.listViolations},
+		{"GET", "/admin/v1/quarantines", "quarantine", a.listQuarantines},
+		{"POST", "/admin/v1/quarantines", "quarantine", a.createQuarantine},
+		{"POST", "/admin/v1/quarantines/release", "quarantine", a.releaseQuarantine},
+		{"GET", "/admin/v1/usage", "quarantine", a.usage},
 	}
 }
 

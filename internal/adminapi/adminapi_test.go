@@ -281,7 +281,9 @@ func TestRoutesAreAllGuarded(t *testing.T) {
 		"POST /admin/v1/users/{name}/roles users", "DELETE /admin/v1/users/{name}/roles/{role} users",
 		"GET /admin/v1/roles roles", "POST /admin/v1/roles roles", "GET /admin/v1/roles/{name} roles",
 		"POST /admin/v1/roles/{name}/permissions roles", "DELETE /admin/v1/roles/{name}/permissions roles",
-		"GET /admin/v1/policies policies", "POST /admin/v1/policies/reload policies", "POST /admin/v1/policies/test policies"}
+		"GET /admin/v1/policies policies", "POST /admin/v1/policies/reload policies", "POST /admin/v1/policies/test policies",
+		"GET /admin/v1/violations quarantine", "GET /admin/v1/quarantines quarantine", "POST /admin/v1/quarantines quarantine",
+		"POST /admin/v1/quarantines/release quarantine", "GET /admin/v1/usage quarantine"}
 	if diff := cmp.Diff(want, paths); diff != "" {
 		t.Errorf("routes changed; extend allRoutes or accessRoutes and these tests (-want +got):\n%s", diff)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/store"
 )
 
 // Client calls the admin API of a running gateway.
@@ -306,4 +307,47 @@ func (c *Client) Checkpoint(ctx context.Context) (audit.Checkpoint, error) {
 	var cp audit.Checkpoint
 	err := c.do(ctx, http.MethodPost, "/admin/v1/audit/checkpoint", nil, nil, &cp)
 	return cp, err
+}
+
+// ListQuarantines lists active quarantines (all: released ones too).
+func (c *Client) ListQuarantines(ctx context.Context, all bool) ([]store.Quarantine, error) {
+	var out struct{ Quarantines []store.Quarantine }
+	q := url.Values{}
+	if all {
+		q.Set("all", "true")
+	}
+	err := c.do(ctx, http.MethodGet, "/admin/v1/quarantines", q, nil, &out)
+	return out.Quarantines, err
+}
+
+// Quarantine puts a principal, session or plugin in quarantine.
+func (c *Client) Quarantine(ctx context.Context, req QuarantineRequest) (store.Quarantine, error) {
+	var q store.Quarantine
+	err := c.do(ctx, http.MethodPost, "/admin/v1/quarantines", nil, req, &q)
+	return q, err
+}
+
+// ReleaseQuarantine releases a quarantine by id or subject.
+func (c *Client) ReleaseQuarantine(ctx context.Context, req ReleaseRequest) (store.Quarantine, error) {
+	var q store.Quarantine
+	err := c.do(ctx, http.MethodPost, "/admin/v1/quarantines/release", nil, req, &q)
+	return q, err
+}
+
+// ListViolations lists violations (filters: user, type, since, limit).
+func (c *Client) ListViolations(ctx context.Context, filters url.Values) ([]store.Violation, error) {
+	var out struct{ Violations []store.Violation }
+	err := c.do(ctx, http.MethodGet, "/admin/v1/violations", filters, nil, &out)
+	return out.Violations, err
+}
+
+// Usage returns quota usage of a UTC day (YYYY-MM-DD; empty: today).
+func (c *Client) Usage(ctx context.Context, day string) ([]store.Usage, error) {
+	var out struct{ Usage []store.Usage }
+	q := url.Values{}
+	if day != "" {
+		q.Set("day", day)
+	}
+	err := c.do(ctx, http.MethodGet, "/admin/v1/usage", q, nil, &out)
+	return out.Usage, err
 }

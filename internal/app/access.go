@@ -81,6 +81,11 @@ func (a *App) reloadGrantsLocked(ctx context.Context) error {
 	}
 	a.Policy.Invalidate()
 	a.accessVersion = v
+	if a.Violations != nil { // quarantines changed by another process
+		if err := a.Violations.Reload(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -175,7 +180,7 @@ func (a *App) watchPolicies(ctx context.Context) {
 func (a *App) StartBackground() {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stopBackground = cancel
-	a.background.Add(2)
+	a.background.Add(3)
 	go func() {
 		defer a.background.Done()
 		a.watchPolicies(ctx)
@@ -183,6 +188,10 @@ func (a *App) StartBackground() {
 	go func() {
 		defer a.background.Done()
 		a.auditMaintenance(ctx)
+	}()
+	go func() {
+		defer a.background.Done()
+		a.flushQuotas(ctx)
 	}()
 }
 

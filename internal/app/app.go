@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/portcullis/portcullis/internal/abuse"
 	"github.com/portcullis/portcullis/internal/alert"
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/audit/forward"
@@ -28,6 +29,7 @@ import (
 	"github.com/portcullis/portcullis/internal/store/sqlite"
 	"github.com/portcullis/portcullis/internal/tools/files"
 	"github.com/portcullis/portcullis/internal/tools/python"
+	"github.com/portcullis/portcullis/internal/violation"
 )
 
 // Version is the gateway version reported to MCP clients.
@@ -47,8 +49,13 @@ type App struct {
 	Bearer  *authn.Bearer
 	Lockout *authn.Lockout
 	Alerts  alert.Sink
-	Policy  *policy.Engine
-	Gateway *gateway.Gateway
+	// Violations records violations and enforces quarantine.
+	Violations *violation.Engine
+	// Quotas counts daily usage per principal.
+	Quotas     *abuse.Quotas
+	dispatcher *alert.Dispatcher
+	Policy     *policy.Engine
+	Gateway    *gateway.Gateway
 	// Sandbox is the native runtime, nil when sandboxed tools are not offered.
 	Sandbox   *native.Runtime
 	workspace *files.Workspace
@@ -71,6 +78,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 		return nil, err
 	}
 	if a.lock, err = datadir.Lock(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if err := a.openAlerts(); err != nil {
 		return nil, err
 	}
 	serverSecret, _, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.ServerSecret, authn.SecretSize)
@@ -111,8 +121,13 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 	if err := a.openPolicy(ctx); err != nil {
 		return nil, err
 	}
+	guard, err := a.openAbuse(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if a.Gateway, err = gateway.New(gateway.Config{CallTimeout: cfg.MCP.CallTimeout}, gateway.Deps{
 		Policy: a.Policy, Audit: a.Audit, Redactor: a.Redactor, Logger: log.With("component", "gateway"),
+		Guard: guard,
 	}); err != nil {
 		return nil, err
 	}
@@ -233,6 +248,15 @@ func (a *App) Close(ctx context.Context) error {
 		}
 	}
 	var errs []error
+	if a.Quotas != nil {
+		errs = append(errs, a.Quotas.Flush(ctx))
+	}
+	if a.Violations != nil {
+		errs = append(errs, a.Violations.Close(ctx))
+	}
+	if a.dispatcher != nil {
+		errs = append(errs, a.dispatcher.Close(ctx))
+	}
 	if a.Forward != nil {
 		a.Forward.Close()
 	}

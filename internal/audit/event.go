@@ -53,6 +53,13 @@ const (
 	AuditCheckpoint Type = "audit.checkpoint" // a signed statement of the chain head; detail holds the Checkpoint
 	AuditPrune      Type = "audit.prune"      // retention removed records up to a checkpoint
 	AuditExport     Type = "audit.export"     // an administrator read or exported audit records in bulk
+
+	LimitRate         Type = "limit.rate"         // a call was refused by a rate limit (token bucket)
+	LimitConcurrency  Type = "limit.concurrency"  // a call was refused: too many calls in progress
+	LimitQuota        Type = "limit.quota"        // a call was refused: the daily quota is used up
+	QuarantineCreate  Type = "quarantine.create"  // a principal, session or plugin was quarantined
+	QuarantineRelease Type = "quarantine.release" // an administrator released a quarantine
+	QuarantineRefused Type = "quarantine.refused" // a call by or to a quarantined subject was refused
 )
 
 // Types lists every event type Portcullis emits.
@@ -64,12 +71,13 @@ var Types = []Type{
 	AdminUserDisable, AdminUserEnable, AdminUserRevoke, AdminRoleCreate,
 	AdminRoleGrant, AdminRoleRevoke, AdminKeyRotate, AdminPolicyReload,
 	AdminPolicyTest, AuditCheckpoint, AuditPrune, AuditExport,
+	LimitRate, LimitConcurrency, LimitQuota, QuarantineCreate, QuarantineRelease, QuarantineRefused,
 }
 
 // codes are the stable numeric event codes (for SIEM rules that match on
 // numbers, like Windows event ids): 1xx tool calls, 2xx authentication,
-// 3xx policy, 4xx administration, 5xx the audit trail itself, 9xx the
-// server. Never renumber; new types take new numbers.
+// 3xx policy, 4xx administration, 5xx the audit trail itself, 6xx
+// limits, 7xx quarantine, 9xx the server. Never renumber; new types take new numbers.
 var codes = map[Type]int{
 	ToolCallStart: 100, ToolCallEnd: 101, ToolCallRefused: 102, RequestInvalid: 110, SessionCreate: 120,
 	AuthFailure: 200, AuthLockout: 201,
@@ -78,6 +86,8 @@ var codes = map[Type]int{
 	AdminUserRevoke: 414, AdminRoleCreate: 420, AdminRoleGrant: 421, AdminRoleRevoke: 422,
 	AdminKeyCreate: 430, AdminKeyRevoke: 431, AdminKeyRotate: 432, AdminPolicyReload: 440, AdminPolicyTest: 441,
 	AuditCheckpoint: 500, AuditPrune: 501, AuditExport: 502,
+	LimitRate: 600, LimitConcurrency: 601, LimitQuota: 602,
+	QuarantineCreate: 700, QuarantineRelease: 701, QuarantineRefused: 702,
 	ServerStart: 900, ServerStop: 901,
 }
 

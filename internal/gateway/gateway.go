@@ -65,6 +65,9 @@ type Deps struct {
 	Redactor *audit.Redactor
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Guard applies quarantine, quotas, rate and concurrency limits and
+	// accounts violations; nil disables them.
+	Guard Guard
 }
 
 // Gateway runs the pipeline. Safe for concurrent use.

@@ -36,6 +36,8 @@ type call struct {
 	digest   string
 	started  time.Time
 	result   *tool.Result
+	limits   CallLimits
+	release  func() // concurrency slot held from limits to the end of execute
 }
 
 // refusal ends a call before its tool runs.
@@ -44,6 +46,9 @@ type refusal struct {
 	typ    audit.Type
 	msg    string // client-facing; defaults to reason.Message(code)
 	detail string // audit only
+	// noViolation: the refusal is itself the consequence of violations
+	// (quarantine) and is not counted again.
+	noViolation bool
 }
 
 // stage is one named step of the pipeline. A stage returns a refusal to
@@ -58,9 +63,11 @@ type stage struct {
 func (g *Gateway) stages() []stage {
 	return []stage{
 		{"resolve", g.resolve},
+		{"quarantine", g.quarantine},
 		{"authorize", g.authorize},
 		{"validate", g.validate},
 		{"policy", g.policy},
+		{"limits", g.limits},
 		{"audit_start", g.auditStart},
 		{"execute", g.execute},
 		{"audit_end", g.auditEnd},
@@ -87,12 +94,19 @@ func (g *Gateway) Call(ctx context.Context, req CallRequest) *tool.Result {
 		return errorResult(r.code, r.msg)
 	}
 	defer g.inflight.Done()
+	defer func() {
+		if c.release != nil {
+			c.release()
+		}
+	}()
 	for _, s := range g.stages() {
 		if r := s.run(ctx, c); r != nil {
 			g.refuse(c, r)
+			g.done(ctx, c, r)
 			return errorResult(r.code, r.msg)
 		}
 	}
+	g.done(ctx, c, nil)
 	return c.result
 }
 
@@ -188,9 +202,10 @@ func (g *Gateway) validate(_ context.Context, c *call) *refusal {
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		raw = []byte("{}")
 	}
-	if len(raw) > g.cfg.MaxArgBytes {
+	c.limits = g.callLimits(c)
+	if int64(len(raw)) > c.limits.MaxArgBytes {
 		return &refusal{code: reason.TooLarge, typ: audit.ToolCallRefused,
-			msg: fmt.Sprintf("arguments larger than %d bytes", g.cfg.MaxArgBytes)}
+			msg: fmt.Sprintf("arguments larger than %d bytes", c.limits.MaxArgBytes)}
 	}
 	c.args = raw
 	v, err := decodeStrict(raw)
@@ -227,11 +242,7 @@ func (g *Gateway) auditStart(ctx context.Context, c *call) *refusal {
 // execute runs the tool under its deadline, converting panics and plain
 // errors into generic failures.
 func (g *Gateway) execute(ctx context.Context, c *call) *refusal {
-	timeout := c.entry.def.Timeout
-	if timeout <= 0 {
-		timeout = g.cfg.CallTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, c.limits.Timeout)
 	defer cancel()
 	stop := context.AfterFunc(g.base, cancel) // forced shutdown cancels the call
 	defer stop()
@@ -254,6 +265,11 @@ func (g *Gateway) execute(ctx context.Context, c *call) *refusal {
 	case res.IsError && res.Code == "":
 		res.Code = reason.ToolFailed
 	}
+	if c.release != nil { // the slot is free once the tool returned
+		c.release()
+		c.release = nil
+	}
+	truncate(res, c.limits.MaxResponseBytes)
 	c.result = res
 	return nil
 }

@@ -83,6 +83,12 @@ type Deps struct {
 	Lockout *authn.Lockout
 	// Alerts receives an alert for every new lockout.
 	Alerts alert.Sink
+	// Quarantined, if set, reports a quarantined principal: every request
+	// it makes is refused with a generic 403 (audited quarantine.refused).
+	Quarantined func(principal string) bool
+	// OnAuthFailure, if set, is told of every authentication failure (a
+	// violation; principal is empty when the credential named nobody).
+	OnAuthFailure func(ctx context.Context, principal, cause string)
 }
 
 // Server is the HTTP front end.
@@ -461,6 +467,16 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.authFailure(w, r, err, header != "")
 			return
 		}
+		if s.d.Quarantined != nil && s.d.Quarantined(p.Name) {
+			rid, remote := RequestMeta(r)
+			if aerr := s.d.Audit.Emit(context.WithoutCancel(r.Context()), &audit.Event{Type: audit.QuarantineRefused,
+				Principal: p.Name, Roles: p.Roles, RequestID: rid, RemoteAddr: remote, Decision: audit.DecisionDeny,
+				Status: audit.StatusRefused, Reason: reason.PermissionDenied, Detail: r.Method + " " + r.URL.Path}); aerr != nil {
+				s.d.Logger.Error("audit of quarantine refusal failed", "err", aerr)
+			}
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "access denied"})
+			return
+		}
 		next.ServeHTTP(w, r.WithContext(principal.NewContext(r.Context(), p)))
 	})
 }
@@ -511,6 +527,13 @@ func (s *Server) authFailure(w http.ResponseWriter, r *http.Request, err error, 
 	}
 	if aerr := s.d.Audit.Emit(r.Context(), e); aerr != nil {
 		s.d.Logger.Error("audit of auth failure failed", "err", aerr)
+	}
+	if s.d.OnAuthFailure != nil && (f == nil || f.Cause != authn.CauseBackend) {
+		cause := "unknown"
+		if f != nil {
+			cause = f.Cause
+		}
+		s.d.OnAuthFailure(context.WithoutCancel(r.Context()), e.Principal, cause)
 	}
 	if f != nil && f.Cause == authn.CauseBackend {
 		s.d.Logger.Error("authentication backend error", "err", f.Err)

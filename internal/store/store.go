@@ -8,6 +8,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/portcullis/portcullis/internal/audit"
@@ -143,8 +145,122 @@ type Store interface {
 	// path while the gateway keeps serving; an existing path: ErrConflict.
 	Backup(ctx context.Context, path string) error
 
+	AbuseStore
+
 	// Ping checks the store answers and can write.
 	Ping(ctx context.Context) error
 	// Close releases the store.
 	Close() error
+}
+
+// Severity of a violation (seed 004), lowest first.
+type Severity int
+
+// Severities.
+const (
+	SeverityLow Severity = iota + 1
+	SeverityMedium
+	SeverityHigh
+	SeverityCritical
+)
+
+// String returns "LOW" ... "CRITICAL".
+func (s Severity) String() string {
+	switch s {
+	case SeverityLow:
+		return "LOW"
+	case SeverityMedium:
+		return "MEDIUM"
+	case SeverityHigh:
+		return "HIGH"
+	case SeverityCritical:
+		return "CRITICAL"
+	}
+	return "UNKNOWN"
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// ParseSeverity parses "LOW" ... "CRITICAL" (case-insensitive).
+func ParseSeverity(s string) (Severity, error) {
+	for v := SeverityLow; v <= SeverityCritical; v++ {
+		if strings.EqualFold(s, v.String()) {
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: severity %q (want LOW, MEDIUM, HIGH or CRITICAL)", ErrInvalid, s)
+}
+
+// Violation is one recorded misbehaviour.
+type Violation struct {
+	ID        string    `json:"id"`
+	Time      time.Time `json:"time"`
+	Principal string    `json:"principal,omitempty"`
+	Session   string    `json:"session,omitempty"`
+	Plugin    string    `json:"plugin,omitempty"`
+	Tool      string    `json:"tool,omitempty"`
+	// Type is one of the violation package's types (policy_denial,
+	// path_escape, sandbox_violation, auth_failure, rate_limit,
+	// suspicious_argument).
+	Type      string   `json:"type"`
+	Severity  Severity `json:"severity"`
+	RequestID string   `json:"request_id,omitempty"`
+	Detail    string   `json:"detail,omitempty"`
+}
+
+// ViolationQuery selects violations, newest first; zero fields do not filter.
+type ViolationQuery struct {
+	Principal string
+	Type      string
+	Since     time.Time
+	Limit     int // default 100, at most 10000
+}
+
+// Quarantine kinds.
+const (
+	QuarantinePrincipal = "principal"
+	QuarantineSession   = "session"
+	QuarantinePlugin    = "plugin"
+)
+
+// Quarantine shuts a principal, session or plugin out until released.
+type Quarantine struct {
+	ID            string     `json:"id"` // "qua_..."
+	Kind          string     `json:"kind"`
+	Subject       string     `json:"subject"` // principal name, session id or plugin name
+	Reason        string     `json:"reason"`
+	CreatedAt     time.Time  `json:"created_at"`
+	CreatedBy     string     `json:"created_by"` // "system" for automatic ones
+	ReleasedAt    *time.Time `json:"released_at,omitempty"`
+	ReleasedBy    string     `json:"released_by,omitempty"`
+	ReleaseReason string     `json:"release_reason,omitempty"`
+}
+
+// Usage is one principal's consumption on one UTC day (YYYY-MM-DD).
+type Usage struct {
+	Principal string `json:"principal"`
+	Day       string `json:"day"`
+	Calls     int64  `json:"calls"`
+	CPUMillis int64  `json:"cpu_ms"`
+}
+
+// AbuseStore keeps violations, quarantines and quota usage.
+type AbuseStore interface {
+	// RecordViolations stores violations (one transaction).
+	RecordViolations(ctx context.Context, vs []Violation) error
+	// ListViolations returns violations matching q, newest first.
+	ListViolations(ctx context.Context, q ViolationQuery) ([]Violation, error)
+	// CreateQuarantine stores q; an active quarantine of the same kind and
+	// subject: ErrConflict (and the existing one is returned).
+	CreateQuarantine(ctx context.Context, q Quarantine) (Quarantine, error)
+	// ListQuarantines returns quarantines, newest first; active only unless all.
+	ListQuarantines(ctx context.Context, all bool) ([]Quarantine, error)
+	// ReleaseQuarantine releases the active quarantine with this id, or of
+	// this subject (any kind, principal first); none: ErrNotFound.
+	ReleaseQuarantine(ctx context.Context, idOrSubject, by, reason string, at time.Time) (Quarantine, error)
+	// AddUsage adds to a principal's usage of a day (created at zero).
+	AddUsage(ctx context.Context, u Usage) error
+	// UsageOn returns every principal's usage of a day, by principal.
+	UsageOn(ctx context.Context, day string) ([]Usage, error)
 }

@@ -122,6 +122,9 @@ type Result struct {
 	// Detail is recorded in the audit log only; it is never sent to the
 	// client.
 	Detail string
+	// CPUTime is the CPU time the call consumed in a sandbox (user +
+	// system), counted against the principal's daily quota.
+	CPUTime time.Duration
 }
 
 // Error is a tool refusal or failure with a stable reason code. Msg is safe

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,6 +45,20 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// relaxedAbuse lifts rate and concurrency limits and automatic quarantine
+// for tests whose subject is something else (load tests, attack suites
+// that would otherwise quarantine their own principal). Tests of the abuse
+// controls pass their own settings after it (the last value wins).
+var relaxedAbuse = func() []string {
+	lvl := `{"rate_per_minute":1000000,"burst":100000,"concurrency":1000,"principal_concurrency":1000}`
+	return []string{
+		"PORTCULLIS_LIMITS_PRINCIPAL_RATE_PER_MINUTE=1000000", "PORTCULLIS_LIMITS_PRINCIPAL_BURST=100000",
+		"PORTCULLIS_LIMITS_PRINCIPAL_CONCURRENCY=1000",
+		`PORTCULLIS_LIMITS_LEVELS={"LOW":` + lvl + `,"MEDIUM":` + lvl + `,"HIGH":` + lvl + `,"CRITICAL":` + lvl + `}`,
+		"PORTCULLIS_VIOLATIONS_QUARANTINE_PRINCIPAL_COUNT=0", "PORTCULLIS_VIOLATIONS_QUARANTINE_SESSION_COUNT=0",
+	}
+}()
 
 // cleanEnv is the environment for the binary: no inherited PORTCULLIS_*.
 func cleanEnv(extra ...string) []string {
@@ -111,7 +126,7 @@ func (g *gateway) start(extraEnv ...string) {
 	t := g.t
 	t.Helper()
 	g.cmd = exec.Command(binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", g.dataDir, "--workspace", g.workspace)
-	g.cmd.Env = cleanEnv(extraEnv...)
+	g.cmd.Env = cleanEnv(append(slices.Clone(relaxedAbuse), extraEnv...)...)
 	pr, pw := io.Pipe()
 	g.cmd.Stdout = io.MultiWriter(pw, g.stdout)
 	g.cmd.Stderr = g.stderr

@@ -233,7 +233,7 @@ func toResult(res *sandbox.Result) *tool.Result {
 		b.WriteString("[stderr]\n")
 		b.WriteString(stderr)
 	}
-	out := &tool.Result{Text: b.String(), Structured: structured}
+	out := &tool.Result{Text: b.String(), Structured: structured, CPUTime: res.CPUTime}
 	var code reason.Code
 	switch {
 	case res.Has(sandbox.ViolationWallTimeout) || res.Has(sandbox.ViolationCPUTimeout):
