@@ -683,3 +683,30 @@ func FuzzLoad(f *testing.F) {
 		_ = cfg.Validate() // must not panic either
 	})
 }
+
+// TestReadmeConfigLoads: the configuration block in README.md is a valid
+// config file (strict keys), so the documentation cannot drift from Load.
+func TestReadmeConfigLoads(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "```yaml\nmode: development")
+	if i < 0 {
+		t.Fatal("README.md has no ```yaml block starting with mode: development")
+	}
+	block := s[i+len("```yaml\n"):]
+	block = block[:strings.Index(block, "```")]
+	path := filepath.Join(t.TempDir(), "readme.yaml")
+	if err := os.WriteFile(path, []byte(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
