@@ -76,7 +76,8 @@ func serve(parent context.Context, cfg *config.Config) error {
 	}
 	admin, err := adminapi.New(adminapi.Deps{Store: a.Store, Authn: a.Authn, Policy: a.Policy, Audit: a.Audit,
 		Policies: a.PolicyAdmin(), AccessChanged: a.AccessChanged, Checkpoint: a.Checkpoint, Abuse: a.AbuseAdmin(),
-		Logger: log.With("component", "admin"), RequestMeta: server.RequestMeta})
+		Approvals: a.Approvals,
+		Logger:    log.With("component", "admin"), RequestMeta: server.RequestMeta})
 	if err != nil {
 		closeApp()
 		return err

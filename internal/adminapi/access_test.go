@@ -276,7 +276,9 @@ func TestAccessRoutesAsAdmin(t *testing.T) {
 		if !covered[p] && !slices.Contains([]string{"GET /admin/v1/keys", "POST /admin/v1/keys", "DELETE /admin/v1/keys/{id}",
 			"GET /admin/v1/audit", "GET /admin/v1/audit/export", "POST /admin/v1/audit/checkpoint",
 			"GET /admin/v1/violations", "GET /admin/v1/quarantines", "POST /admin/v1/quarantines",
-			"POST /admin/v1/quarantines/release", "GET /admin/v1/usage"}, p) {
+			"POST /admin/v1/quarantines/release", "GET /admin/v1/usage",
+			"GET /admin/v1/approvals", "GET /admin/v1/approvals/{id}", "POST /admin/v1/approvals/{id}/approve",
+			"POST /admin/v1/approvals/{id}/deny"}, p) {
 			t.Errorf("route %s is not exercised by this test", p)
 		}
 	}

@@ -76,6 +76,8 @@ type Deps struct {
 	Now           func() time.Time
 	// RequestMeta returns the request id and remote address of r.
 	RequestMeta func(r *http.Request) (requestID, remote string)
+	// Approvals decides approval requests; nil answers 501.
+	Approvals ApprovalAdmin
 	// Abuse serves quarantine creation/release and today's usage; nil
 	// answers those with 501 (lists still read the store).
 	Abuse AbuseAdmin
@@ -149,6 +151,10 @@ func (a *API) Routes() []Route {
 		{"POST", "/admin/v1/quarantines", "quarantine", a.createQuarantine},
 		{"POST", "/admin/v1/quarantines/release", "quarantine", a.releaseQuarantine},
 		{"GET", "/admin/v1/usage", "quarantine", a.usage},
+		{"GET", "/admin/v1/approvals", "approvals", a.listApprovals},
+		{"GET", "/admin/v1/approvals/{id}", "approvals", a.getApproval},
+		{"POST", "/admin/v1/approvals/{id}/approve", "approvals", a.approve},
+		{"POST", "/admin/v1/approvals/{id}/deny", "approvals", a.deny},
 	}
 }
 

@@ -283,7 +283,9 @@ func TestRoutesAreAllGuarded(t *testing.T) {
 		"POST /admin/v1/roles/{name}/permissions roles", "DELETE /admin/v1/roles/{name}/permissions roles",
 		"GET /admin/v1/policies policies", "POST /admin/v1/policies/reload policies", "POST /admin/v1/policies/test policies",
 		"GET /admin/v1/violations quarantine", "GET /admin/v1/quarantines quarantine", "POST /admin/v1/quarantines quarantine",
-		"POST /admin/v1/quarantines/release quarantine", "GET /admin/v1/usage quarantine"}
+		"POST /admin/v1/quarantines/release quarantine", "GET /admin/v1/usage quarantine",
+		"GET /admin/v1/approvals approvals", "GET /admin/v1/approvals/{id} approvals",
+		"POST /admin/v1/approvals/{id}/approve approvals", "POST /admin/v1/approvals/{id}/deny approvals"}
 	if diff := cmp.Diff(want, paths); diff != "" {
 		t.Errorf("routes changed; extend allRoutes or accessRoutes and these tests (-want +got):\n%s", diff)
 	}

@@ -351,3 +351,39 @@ func (c *Client) Usage(ctx context.Context, day string) ([]store.Usage, error) {
 	err := c.do(ctx, http.MethodGet, "/admin/v1/usage", q, nil, &out)
 	return out.Usage, err
 }
+
+// ListApprovals lists approval requests (state "" = all), newest first.
+func (c *Client) ListApprovals(ctx context.Context, state string) ([]store.Approval, error) {
+	var out struct{ Approvals []store.Approval }
+	q := url.Values{}
+	if state != "" {
+		q.Set("state", state)
+	}
+	err := c.do(ctx, http.MethodGet, "/admin/v1/approvals", q, nil, &out)
+	return out.Approvals, err
+}
+
+// GetApproval returns one approval request.
+func (c *Client) GetApproval(ctx context.Context, id string) (store.Approval, error) {
+	var a store.Approval
+	if id == "" || strings.ContainsAny(id, "/?#") {
+		return a, errors.New("admin API: bad approval id")
+	}
+	err := c.do(ctx, http.MethodGet, "/admin/v1/approvals/"+url.PathEscape(id), nil, nil, &a)
+	return a, err
+}
+
+// DecideApproval approves (or denies) a pending request with a comment.
+func (c *Client) DecideApproval(ctx context.Context, id string, approve bool, comment string) (store.Approval, error) {
+	var a store.Approval
+	if id == "" || strings.ContainsAny(id, "/?#") {
+		return a, errors.New("admin API: bad approval id")
+	}
+	verb := "deny"
+	if approve {
+		verb = "approve"
+	}
+	err := c.do(ctx, http.MethodPost, "/admin/v1/approvals/"+url.PathEscape(id)+"/"+verb, nil,
+		DecisionRequest{Comment: comment}, &a)
+	return a, err
+}

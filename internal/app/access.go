@@ -180,7 +180,7 @@ func (a *App) watchPolicies(ctx context.Context) {
 func (a *App) StartBackground() {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stopBackground = cancel
-	a.background.Add(3)
+	a.background.Add(4)
 	go func() {
 		defer a.background.Done()
 		a.watchPolicies(ctx)
@@ -192,6 +192,10 @@ func (a *App) StartBackground() {
 	go func() {
 		defer a.background.Done()
 		a.flushQuotas(ctx)
+	}()
+	go func() {
+		defer a.background.Done()
+		a.expireApprovals(ctx)
 	}()
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/abuse"
 	"github.com/portcullis/portcullis/internal/alert"
+	"github.com/portcullis/portcullis/internal/approval"
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/audit/forward"
 	"github.com/portcullis/portcullis/internal/authn"
@@ -51,6 +52,8 @@ type App struct {
 	Alerts  alert.Sink
 	// Violations records violations and enforces quarantine.
 	Violations *violation.Engine
+	// Approvals holds dangerous calls for a human's approval.
+	Approvals *approval.Service
 	// Quotas counts daily usage per principal.
 	Quotas     *abuse.Quotas
 	dispatcher *alert.Dispatcher
@@ -125,9 +128,12 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 	if err != nil {
 		return nil, err
 	}
+	if err := a.openApprovals(); err != nil {
+		return nil, err
+	}
 	if a.Gateway, err = gateway.New(gateway.Config{CallTimeout: cfg.MCP.CallTimeout}, gateway.Deps{
 		Policy: a.Policy, Audit: a.Audit, Redactor: a.Redactor, Logger: log.With("component", "gateway"),
-		Guard: guard,
+		Guard: guard, Approvals: approvalGate{a.Approvals},
 	}); err != nil {
 		return nil, err
 	}

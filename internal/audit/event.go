@@ -60,6 +60,12 @@ const (
 	QuarantineCreate  Type = "quarantine.create"  // a principal, session or plugin was quarantined
 	QuarantineRelease Type = "quarantine.release" // an administrator released a quarantine
 	QuarantineRefused Type = "quarantine.refused" // a call by or to a quarantined subject was refused
+
+	ApprovalRequest Type = "approval.request" // a call was held for approval; a request was created
+	ApprovalGrant   Type = "approval.grant"   // an approver approved a request
+	ApprovalDeny    Type = "approval.deny"    // an approver denied a request
+	ApprovalExpire  Type = "approval.expire"  // a pending or unused approved request expired
+	ApprovalConsume Type = "approval.consume" // an approved request was used by the identical call (single use)
 )
 
 // Types lists every event type Portcullis emits.
@@ -72,12 +78,13 @@ var Types = []Type{
 	AdminRoleGrant, AdminRoleRevoke, AdminKeyRotate, AdminPolicyReload,
 	AdminPolicyTest, AuditCheckpoint, AuditPrune, AuditExport,
 	LimitRate, LimitConcurrency, LimitQuota, QuarantineCreate, QuarantineRelease, QuarantineRefused,
+	ApprovalRequest, ApprovalGrant, ApprovalDeny, ApprovalExpire, ApprovalConsume,
 }
 
 // codes are the stable numeric event codes (for SIEM rules that match on
 // numbers, like Windows event ids): 1xx tool calls, 2xx authentication,
 // 3xx policy, 4xx administration, 5xx the audit trail itself, 6xx
-// limits, 7xx quarantine, 9xx the server. Never renumber; new types take new numbers.
+// limits, 7xx quarantine, 8xx approvals, 9xx the server. Never renumber; new types take new numbers.
 var codes = map[Type]int{
 	ToolCallStart: 100, ToolCallEnd: 101, ToolCallRefused: 102, RequestInvalid: 110, SessionCreate: 120,
 	AuthFailure: 200, AuthLockout: 201,
@@ -88,6 +95,7 @@ var codes = map[Type]int{
 	AuditCheckpoint: 500, AuditPrune: 501, AuditExport: 502,
 	LimitRate: 600, LimitConcurrency: 601, LimitQuota: 602,
 	QuarantineCreate: 700, QuarantineRelease: 701, QuarantineRefused: 702,
+	ApprovalRequest: 800, ApprovalGrant: 801, ApprovalDeny: 802, ApprovalExpire: 803, ApprovalConsume: 804,
 	ServerStart: 900, ServerStop: 901,
 }
 

@@ -361,3 +361,35 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// ApprovalConfig decides which calls wait for a human (issue 7).
+type ApprovalConfig struct {
+	// Wait is how long a held call waits for a decision before it returns
+	// "pending" (env PORTCULLIS_APPROVAL_WAIT). 0 returns at once.
+	Wait time.Duration `yaml:"wait"`
+	// TTL is how long a request stays open; an approval is usable until then.
+	TTL time.Duration `yaml:"ttl"`
+	// ExemptRoles never need approval for CRITICAL tools (default: admin).
+	ExemptRoles []string `yaml:"exempt_roles"`
+	// Tools lists, per tool, the roles whose calls need approval ("*":
+	// everyone not exempt), e.g. {execute_python: [developer]}.
+	Tools map[string][]string `yaml:"tools"`
+}
+
+func (c *Config) validateApproval(bad func(key, format string, args ...any)) {
+	a := &c.Approval
+	if a.Wait < 0 || a.Wait > 10*time.Minute {
+		bad("approval.wait", "must be 0-10m, got %s", a.Wait)
+	}
+	if a.TTL < time.Minute || a.TTL > 7*24*time.Hour {
+		bad("approval.ttl", "must be 1m-168h, got %s", a.TTL)
+	}
+	if a.TTL <= a.Wait {
+		bad("approval.ttl", "must be longer than approval.wait")
+	}
+	for tool, roles := range a.Tools {
+		if len(roles) == 0 {
+			bad("approval.tools."+tool, "list the roles that need approval, or \"*\"")
+		}
+	}
+}

@@ -64,6 +64,7 @@ type Config struct {
 	Limits     LimitsConfig     `yaml:"limits"`
 	Violations ViolationsConfig `yaml:"violations"`
 	Alerts     AlertsConfig     `yaml:"alerts"`
+	Approval   ApprovalConfig   `yaml:"approval"`
 }
 
 // PolicyConfig configures Cedar policies and how decisions are enforced.
@@ -288,6 +289,7 @@ func Default() *Config {
 		Limits:     LimitsConfig{Quota: DefaultLimits(ModeDevelopment).Quota},
 		Violations: DefaultViolations(),
 		Alerts:     AlertsConfig{DedupeWindow: 10 * time.Minute, QueueSize: 1024},
+		Approval:   ApprovalConfig{Wait: 30 * time.Second, TTL: 15 * time.Minute, ExemptRoles: []string{"admin"}},
 		Mode:       ModeDevelopment,
 		Listen:     "127.0.0.1:8420",
 		DataDir:    "./portcullis-data",
@@ -477,6 +479,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateSinks(bad)
 	c.validateAbuse(bad)
+	c.validateApproval(bad)
 	if c.Stdio.User == "" {
 		bad("stdio.user", "must not be empty")
 	}

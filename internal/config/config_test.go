@@ -608,7 +608,7 @@ func TestEveryEnvKeySetsItsField(t *testing.T) {
 					URL: "https://siem.example/ingest", BatchSize: 7}})
 			case l.typ.Kind() == reflect.Float64:
 				raw, value = "2.5", reflect.ValueOf(2.5)
-			case l.typ.Kind() == reflect.Map && l.typ.Elem().Kind() == reflect.Struct:
+			case l.typ.Kind() == reflect.Map && (l.typ.Elem().Kind() == reflect.Struct || l.typ.Elem().Kind() == reflect.Slice):
 				raw, value = "{}", reflect.MakeMap(l.typ)
 			case l.typ.Kind() == reflect.Slice && l.typ.Elem().Kind() == reflect.Struct:
 				raw, value = "[]", reflect.MakeSlice(l.typ, 0, 0)

@@ -132,7 +132,7 @@ func setValue(v reflect.Value, s string) error {
 		}
 		v.SetFloat(f)
 	case reflect.Map:
-		if v.Type().Key().Kind() == reflect.String && v.Type().Elem().Kind() == reflect.Struct {
+		if k := v.Type().Elem().Kind(); v.Type().Key().Kind() == reflect.String && (k == reflect.Struct || k == reflect.Slice) {
 			return setJSON(v, s, "a JSON object of objects")
 		}
 		if v.Type().Key().Kind() != reflect.String || v.Type().Elem().Kind() != reflect.String {

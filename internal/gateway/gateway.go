@@ -68,6 +68,8 @@ type Deps struct {
 	// Guard applies quarantine, quotas, rate and concurrency limits and
 	// accounts violations; nil disables them.
 	Guard Guard
+	// Approvals holds calls for a human's approval; nil: none is held.
+	Approvals Approvals
 }
 
 // Gateway runs the pipeline. Safe for concurrent use.

@@ -38,6 +38,10 @@ type call struct {
 	result   *tool.Result
 	limits   CallLimits
 	release  func() // concurrency slot held from limits to the end of execute
+
+	needApproval bool   // a Cedar policy allows the call only once approved
+	approvalRule string // which policy asked for it
+	approvalID   string // the approval consumed by this call
 }
 
 // refusal ends a call before its tool runs.
@@ -49,6 +53,9 @@ type refusal struct {
 	// noViolation: the refusal is itself the consequence of violations
 	// (quarantine) and is not counted again.
 	noViolation bool
+	// structured is added to the client's structuredContent (e.g. the
+	// approval request id).
+	structured map[string]any
 }
 
 // stage is one named step of the pipeline. A stage returns a refusal to
@@ -68,6 +75,7 @@ func (g *Gateway) stages() []stage {
 		{"validate", g.validate},
 		{"policy", g.policy},
 		{"limits", g.limits},
+		{"approval", g.approval},
 		{"audit_start", g.auditStart},
 		{"execute", g.execute},
 		{"audit_end", g.auditEnd},
@@ -103,7 +111,9 @@ func (g *Gateway) Call(ctx context.Context, req CallRequest) *tool.Result {
 		if r := s.run(ctx, c); r != nil {
 			g.refuse(c, r)
 			g.done(ctx, c, r)
-			return errorResult(r.code, r.msg)
+			res := errorResult(r.code, r.msg)
+			res.Structured = r.structured
+			return res
 		}
 	}
 	g.done(ctx, c, nil)
@@ -151,8 +161,20 @@ func (g *Gateway) policy(ctx context.Context, c *call) *refusal {
 	if !g.deps.Policy.Conditional(policy.ActionCall, c.req.Tool) {
 		return nil
 	}
-	d := g.deps.Policy.Evaluate(g.policyRequest(c))
-	if d.Allow || g.reportOnly(ctx, c, d) {
+	req := g.policyRequest(c)
+	d := g.deps.Policy.Evaluate(req)
+	if d.Allow {
+		return nil
+	}
+	if d.ByPolicy {
+		// Would a human's approval allow it (forbid ... unless { context.approved })?
+		req.Session.Approved = true
+		if g.deps.Policy.Evaluate(req).Allow {
+			c.needApproval, c.approvalRule = true, d.Rule
+			return nil
+		}
+	}
+	if g.reportOnly(ctx, c, d) {
 		return nil
 	}
 	return g.deny(c, d.Rule)
@@ -231,6 +253,9 @@ func (g *Gateway) auditStart(ctx context.Context, c *call) *refusal {
 	e := g.event(c, audit.ToolCallStart)
 	e.Decision = audit.DecisionAllow
 	e.Status = audit.StatusStarted
+	if c.approvalID != "" {
+		e.Detail = "approved by " + c.approvalID
+	}
 	// A client hanging up must not drop the record (STYLE §6).
 	if err := g.deps.Audit.Emit(context.WithoutCancel(ctx), e); err != nil {
 		g.deps.Logger.Error("audit start failed; call refused", "tool", c.req.Tool, "request_id", c.req.RequestID, "err", err)

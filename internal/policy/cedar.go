@@ -212,6 +212,10 @@ type ToolAttrs struct {
 type SessionFacts struct {
 	// Denials is how many of the principal's calls were denied recently.
 	Denials int
+	// Approved is context.approved: true when the gateway asks whether
+	// the call would be allowed once a human approved it. A policy that
+	// forbids a call `unless { context.approved }` makes it need approval.
+	Approved bool
 }
 
 // pair is the two entities of a request (principal and resource), an
@@ -328,11 +332,12 @@ func cedarRequest(r *Request, loc *time.Location, cache *entityCache) (*pair, ce
 	}
 	local := now.In(loc)
 	ctx := types.RecordMap{
-		"now":     types.NewDatetime(now),
-		"hour":    types.Long(local.Hour()),
-		"weekday": weekdays[local.Weekday()],
-		"denials": types.Long(r.Session.Denials),
-		"args":    cedarValue(r.Args, 0),
+		"now":      types.NewDatetime(now),
+		"hour":     types.Long(local.Hour()),
+		"weekday":  weekdays[local.Weekday()],
+		"denials":  types.Long(r.Session.Denials),
+		"approved": types.Boolean(r.Session.Approved),
+		"args":     cedarValue(r.Args, 0),
 	}
 	if u, ok := r.Args["url"].(string); ok {
 		if pu, err := url.Parse(u); err == nil && pu.Hostname() != "" {

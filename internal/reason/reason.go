@@ -35,6 +35,8 @@ const (
 	ConcurrencyLimited   Code = "CONCURRENCY_LIMITED" // too many calls running at once
 	QuotaExceeded        Code = "QUOTA_EXCEEDED"      // the principal's daily quota is used up
 	TooLargeResponse     Code = "RESPONSE_TRUNCATED"  // the result was cut at the response limit (a notice, not a failure)
+	ApprovalRequired     Code = "APPROVAL_REQUIRED"   // held for a human's approval; retry the identical call once approved
+	ApprovalDenied       Code = "APPROVAL_DENIED"     // an approver denied this exact call
 )
 
 // Message returns the generic client-facing text for c. It never names the
@@ -87,6 +89,10 @@ func Message(c Code) string {
 		return "daily quota used up"
 	case TooLargeResponse:
 		return "response truncated at the size limit"
+	case ApprovalRequired:
+		return "approval required"
+	case ApprovalDenied:
+		return "approval denied"
 	default:
 		return "tool failed"
 	}

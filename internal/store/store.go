@@ -7,6 +7,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -146,6 +147,7 @@ type Store interface {
 	Backup(ctx context.Context, path string) error
 
 	AbuseStore
+	ApprovalStore
 
 	// Ping checks the store answers and can write.
 	Ping(ctx context.Context) error
@@ -263,4 +265,56 @@ type AbuseStore interface {
 	AddUsage(ctx context.Context, u Usage) error
 	// UsageOn returns every principal's usage of a day, by principal.
 	UsageOn(ctx context.Context, day string) ([]Usage, error)
+}
+
+// Approval states.
+const (
+	ApprovalPending  = "pending"
+	ApprovalApproved = "approved"
+	ApprovalDenied   = "denied"
+	ApprovalExpired  = "expired"
+	ApprovalConsumed = "consumed"
+)
+
+// Approval is a request for a human to approve one exact call.
+type Approval struct {
+	ID        string `json:"id"` // "apr_..."
+	Principal string `json:"principal"`
+	Tool      string `json:"tool"`
+	// ArgsSHA256 is the hex SHA-256 of the canonical JSON of the validated
+	// arguments: the approval covers exactly these arguments.
+	ArgsSHA256    string          `json:"args_sha256"`
+	Args          json.RawMessage `json:"args,omitempty"` // redacted, for the approver
+	Justification string          `json:"justification,omitempty"`
+	State         string          `json:"state"`
+	CreatedAt     time.Time       `json:"created_at"`
+	ExpiresAt     time.Time       `json:"expires_at"`
+	DecidedBy     string          `json:"decided_by,omitempty"`
+	DecidedAt     *time.Time      `json:"decided_at,omitempty"`
+	Comment       string          `json:"comment,omitempty"`
+	ConsumedAt    *time.Time      `json:"consumed_at,omitempty"`
+	RequestID     string          `json:"request_id,omitempty"`
+	Session       string          `json:"session,omitempty"`
+}
+
+// ApprovalStore keeps approval requests. State changes are compare-and-set:
+// of two processes deciding or consuming the same request, one wins.
+type ApprovalStore interface {
+	CreateApproval(ctx context.Context, a Approval) error
+	// GetApproval returns the request or ErrNotFound.
+	GetApproval(ctx context.Context, id string) (Approval, error)
+	// ListApprovals returns requests, newest first; state "" means all.
+	ListApprovals(ctx context.Context, state string, limit int) ([]Approval, error)
+	// FindApproval returns the newest request for this exact call in one
+	// of states that has not expired at now, or ErrNotFound.
+	FindApproval(ctx context.Context, principal, tool, argsSHA256 string, states []string, now time.Time) (Approval, error)
+	// DecideApproval moves a pending, unexpired request to approved or
+	// denied; anything else: ErrConflict.
+	DecideApproval(ctx context.Context, id, state, by, comment string, at time.Time) (Approval, error)
+	// ConsumeApproval moves an approved, unexpired request to consumed;
+	// anything else (already consumed, expired, another state): ErrConflict.
+	ConsumeApproval(ctx context.Context, id string, at time.Time) (Approval, error)
+	// ExpireApprovals moves pending and approved requests whose expiry
+	// passed to expired and returns them.
+	ExpireApprovals(ctx context.Context, at time.Time) ([]Approval, error)
 }

@@ -97,6 +97,10 @@ type Engine struct {
 	persist chan store.Violation
 	done    chan struct{}
 	dropped atomic.Int64
+	// closeMu guards sends on persist against Close (a record after Close
+	// is counted, in memory, but not stored).
+	closeMu sync.RWMutex
+	closed  bool
 
 	mu       sync.Mutex
 	windows  map[string]*window // "<scope>|<subject>|<what>"
@@ -146,7 +150,12 @@ func New(ctx context.Context, cfg config.ViolationsConfig, d Deps) (*Engine, err
 
 // Close flushes queued violation records (bounded by ctx) and stops.
 func (e *Engine) Close(ctx context.Context) error {
-	close(e.persist)
+	e.closeMu.Lock()
+	if !e.closed {
+		e.closed = true
+		close(e.persist)
+	}
+	e.closeMu.Unlock()
 	select {
 	case <-e.done:
 		return nil
@@ -202,13 +211,19 @@ func (e *Engine) Record(ctx context.Context, v store.Violation) {
 	if v.Time.IsZero() {
 		v.Time = e.d.Now().UTC()
 	}
-	select {
-	case e.persist <- v:
-	default:
-		if e.dropped.Add(1)%100 == 1 {
-			e.d.Logger.Warn("violation records dropped: persistence queue full", "dropped", e.dropped.Load())
+	e.closeMu.RLock()
+	if e.closed {
+		e.dropped.Add(1)
+	} else {
+		select {
+		case e.persist <- v:
+		default:
+			if e.dropped.Add(1)%100 == 1 {
+				e.d.Logger.Warn("violation records dropped: persistence queue full", "dropped", e.dropped.Load())
+			}
 		}
 	}
+	e.closeMu.RUnlock()
 	e.rules(ctx, v)
 	counted := v.Severity >= e.minSev
 	if !counted {

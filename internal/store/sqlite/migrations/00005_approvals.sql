@@ -1,0 +1,27 @@
+-- +goose Up
+-- Issue 7: approval requests bound to the exact call (principal, tool,
+-- SHA-256 of the canonical JSON of the validated arguments). States:
+-- pending -> approved | denied | expired; approved -> consumed | expired.
+
+CREATE TABLE approvals (
+    id            TEXT    PRIMARY KEY,
+    principal     TEXT    NOT NULL,
+    tool          TEXT    NOT NULL,
+    args_sha256   TEXT    NOT NULL,
+    args          TEXT    NOT NULL DEFAULT '', -- redacted, for the approver
+    justification TEXT    NOT NULL DEFAULT '',
+    state         TEXT    NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired', 'consumed')),
+    created_ns    INTEGER NOT NULL,
+    expires_ns    INTEGER NOT NULL,
+    decided_by    TEXT    NOT NULL DEFAULT '',
+    decided_ns    INTEGER,
+    comment       TEXT    NOT NULL DEFAULT '',
+    consumed_ns   INTEGER,
+    request_id    TEXT    NOT NULL DEFAULT '',
+    session       TEXT    NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX approvals_call ON approvals (principal, tool, args_sha256, state);
+CREATE INDEX approvals_state ON approvals (state, expires_ns);
+
+-- +goose Down
+DROP TABLE approvals;
