@@ -20,7 +20,7 @@ func newApprovalsCmd(g *globalFlags) *cobra.Command {
 		Long: `Dangerous calls wait for a human: by default CRITICAL tools (git_commit) for
 everyone but admins, plus what approval.tools and Cedar policies
 (forbid ... unless { context.approved }) add. A request is bound to the
-exact call: principal, tool and the SHA-256 of its canonical arguments.
+exact call: principal, tool and the keyed SHA-256 (HMAC) of its canonical arguments.
 Once approved, the identical call runs once when the client retries it;
 any other arguments need their own approval. Nobody decides their own
 request; deciding needs the "approve" permission for the tool and the

@@ -62,7 +62,7 @@ func TestPolicyCheckValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("examples directory: %v", err)
 	}
-	if !strings.HasPrefix(out, "ok: 4 policies (") {
+	if !strings.HasPrefix(out, "ok: 5 policies (") {
 		t.Errorf("output %q", out)
 	}
 	for _, id := range exampleIDs {
@@ -189,7 +189,7 @@ func TestPolicyCheckExitStatus(t *testing.T) {
 		}
 	}
 	out, stderr, code := run("policy", "check", examples)
-	if code != 0 || !strings.HasPrefix(out, "ok: 4 policies") || stderr != "" {
+	if code != 0 || !strings.HasPrefix(out, "ok: 5 policies") || stderr != "" {
 		t.Errorf("valid: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 	broken := writeFile(t, t.TempDir(), "broken.cedar", "forbid (principal, action, resource) when { ;\n")

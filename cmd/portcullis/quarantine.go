@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portcullis/portcullis/internal/adminapi"
+	"github.com/portcullis/portcullis/internal/app"
 	"github.com/portcullis/portcullis/internal/store"
 )
 
@@ -53,13 +56,35 @@ quarantine.release) and alerted.`,
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 
 	var why, kind string
+	var offline bool
 	release := &cobra.Command{
-		Use:   "release <principal-or-id> --reason TEXT",
+		Use:   "release <principal-or-id> --reason TEXT [--offline]",
 		Short: "Release a quarantine by its id (qua_...) or its subject",
-		Args:  cobra.ExactArgs(1),
+		Long: `Release ends a quarantine through the admin API. If no administrator can
+reach the API (the only admin was quarantined), --offline releases it
+directly in --data-dir (works while the gateway runs; audited as
+quarantine.release by local:<user>).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if strings.TrimSpace(why) == "" {
 				return errors.New("--reason is required: say why the quarantine can end")
+			}
+			if offline {
+				cfg, err := loadConfig(g)
+				if err != nil {
+					return err
+				}
+				by := "local:" + os.Getenv("USER")
+				if by == "local:" {
+					by = "local:operator"
+				}
+				q, err := app.ReleaseOffline(cmd.Context(), cfg, args[0], by, why,
+					slog.New(slog.NewTextHandler(io.Discard, nil)))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "released %s (%s %s) offline\n", q.ID, q.Kind, q.Subject)
+				return nil
 			}
 			c, err := af.client(g)
 			if err != nil {
@@ -74,6 +99,7 @@ quarantine.release) and alerted.`,
 		},
 	}
 	release.Flags().StringVar(&why, "reason", "", "why the quarantine ends (audited)")
+	release.Flags().BoolVar(&offline, "offline", false, "release directly in --data-dir, without the admin API")
 
 	add := &cobra.Command{
 		Use:   "add <subject> --kind principal|session|plugin --reason TEXT",

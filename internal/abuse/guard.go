@@ -68,6 +68,7 @@ func (g *Guard) Admit(_ context.Context, p *principal.Principal, def *tool.Defin
 	if !r.Refused() {
 		return release, nil
 	}
+	g.quotas.Refund(p)
 	secs := int(r.RetryAfter.Seconds())
 	typ := audit.LimitRate
 	if r.Code == reason.ConcurrencyLimited {

@@ -98,6 +98,20 @@ func (q *Quotas) Take(p *principal.Principal) string {
 	return ""
 }
 
+// Refund gives back the call Take counted for p when a later check (a
+// rate or concurrency limit) refused the call: refused calls use no quota.
+func (q *Quotas) Refund(p *principal.Principal) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.rollLocked(q.now())
+	if u := q.total[p.Name]; u != nil && u.Calls > 0 {
+		u.Calls--
+	}
+	if u := q.pendingLocked(p.Name); u.Calls > 0 {
+		u.Calls--
+	}
+}
+
 // AddCPU counts sandbox CPU time used by p.
 func (q *Quotas) AddCPU(p *principal.Principal, d time.Duration) {
 	if d <= 0 {

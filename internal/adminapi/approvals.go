@@ -3,11 +3,14 @@ package adminapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
 	"github.com/portcullis/portcullis/internal/approval"
+	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/principal"
+	"github.com/portcullis/portcullis/internal/reason"
 	"github.com/portcullis/portcullis/internal/store"
 )
 
@@ -81,11 +84,19 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request, p *principal.Princi
 		return badRequest("comment must be at most %d bytes of text", MaxReasonLen)
 	}
 	ap, err := a.d.Approvals.Decide(r.Context(), p, r.PathValue("id"), ok, req.Comment)
+	refused := func(why string) error {
+		if aerr := a.emit(r, p, &audit.Event{Type: audit.AdminDenied, Decision: audit.DecisionDeny,
+			Status: audit.StatusRefused, Reason: reason.PermissionDenied, Tool: ap.Tool,
+			Detail: fmt.Sprintf("%s %s: %s", r.Method, ap.ID, why)}); aerr != nil {
+			return aerr
+		}
+		return forbidden("%s", why)
+	}
 	switch {
 	case errors.Is(err, approval.ErrSelfApproval):
-		return forbidden("you cannot decide your own request")
+		return refused("you cannot decide your own request")
 	case errors.Is(err, approval.ErrNotApprover):
-		return forbidden("you may not approve calls to this tool")
+		return refused("you may not approve calls to this tool")
 	case errors.Is(err, store.ErrConflict):
 		return conflict("request %s is %s, not pending", ap.ID, ap.State)
 	case err != nil:

@@ -3,12 +3,20 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/portcullis/portcullis/internal/abuse"
 	"github.com/portcullis/portcullis/internal/alert"
+	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/config"
+	"github.com/portcullis/portcullis/internal/datadir"
 	"github.com/portcullis/portcullis/internal/limits"
 	"github.com/portcullis/portcullis/internal/store"
+	"github.com/portcullis/portcullis/internal/store/sqlite"
 	"github.com/portcullis/portcullis/internal/violation"
 )
 
@@ -89,4 +97,37 @@ func (x abuseAdmin) UsageToday() []store.Usage { return x.a.Quotas.Today() }
 func (a *App) AuthViolation(ctx context.Context, principal, cause string) {
 	a.Violations.Record(ctx, store.Violation{Principal: principal, Type: violation.AuthFailure,
 		Severity: store.SeverityMedium, Detail: cause})
+}
+
+// ReleaseOffline releases a quarantine directly in the data dir's store,
+// for when nobody can reach the admin API (the only administrator was
+// quarantined). It needs the data dir (its keys seal the audit record) and
+// works while a gateway serves: the gateway picks the change up with its
+// next access-version poll. Audited as quarantine.release by by.
+func ReleaseOffline(ctx context.Context, cfg *config.Config, target, by, why string, log *slog.Logger) (store.Quarantine, error) {
+	if strings.TrimSpace(why) == "" {
+		return store.Quarantine{}, fmt.Errorf("%w: a release needs a reason", store.ErrInvalid)
+	}
+	chain, err := AuditChain(cfg, os.Getenv, false)
+	if err != nil {
+		return store.Quarantine{}, err
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, datadir.DatabaseFile), sqlite.Options{Logger: log})
+	if err != nil {
+		return store.Quarantine{}, err
+	}
+	defer db.Close()
+	w, err := audit.NewWriter(audit.Config{CommitTimeout: cfg.Audit.CommitTimeout, QueueSize: 4, MaxBatch: 4,
+		Chain: chain}, db, nil, log)
+	if err != nil {
+		return store.Quarantine{}, err
+	}
+	defer w.Close(context.Background())
+	q, err := db.ReleaseQuarantine(ctx, target, by, why, time.Now().UTC())
+	if err != nil {
+		return q, err
+	}
+	err = w.Emit(ctx, &audit.Event{Type: audit.QuarantineRelease, Principal: by, Status: audit.StatusOK,
+		Detail: fmt.Sprintf("%s %s %s: %s (offline, --data-dir)", q.ID, q.Kind, q.Subject, why)})
+	return q, err
 }

@@ -133,7 +133,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 	}
 	if a.Gateway, err = gateway.New(gateway.Config{CallTimeout: cfg.MCP.CallTimeout}, gateway.Deps{
 		Policy: a.Policy, Audit: a.Audit, Redactor: a.Redactor, Logger: log.With("component", "gateway"),
-		Guard: guard, Approvals: approvalGate{a.Approvals},
+		Guard: guard, Approvals: approvalGate{s: a.Approvals, key: auditKey},
 	}); err != nil {
 		return nil, err
 	}

@@ -27,14 +27,17 @@ func (a *App) openApprovals() error {
 }
 
 // approvalGate adapts the service to the gateway's Approvals interface.
-type approvalGate struct{ s *approval.Service }
+type approvalGate struct {
+	s   *approval.Service
+	key []byte // keys the argument digest (the audit redaction key)
+}
 
 func (g approvalGate) Required(p *principal.Principal, def *tool.Definition) bool {
 	return g.s.Required(p, def)
 }
 
 func (g approvalGate) Hold(ctx context.Context, h gateway.Hold) (gateway.HoldResult, error) {
-	digest, err := approval.Digest(h.Args)
+	digest, err := approval.Digest(g.key, h.Args)
 	if err != nil {
 		return gateway.HoldResult{}, err
 	}

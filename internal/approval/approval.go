@@ -9,6 +9,7 @@ package approval
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -105,18 +106,27 @@ func (s *Service) Required(p *principal.Principal, def *tool.Definition) bool {
 	return false
 }
 
-// Digest is the hex SHA-256 of the canonical JSON of args (object keys
-// sorted, no insignificant whitespace; numbers as written).
-func Digest(args map[string]any) (string, error) {
+// Canonical returns the canonical JSON of args (object keys sorted, no
+// insignificant whitespace; numbers as written).
+func Canonical(args map[string]any) ([]byte, error) {
 	if args == nil {
 		args = map[string]any{}
 	}
-	b, err := json.Marshal(args) // encoding/json sorts map keys
+	return json.Marshal(args) // encoding/json sorts map keys
+}
+
+// Digest is the hex HMAC-SHA256 of the canonical JSON of args under key.
+// Keyed, not a bare SHA-256: arguments can hold passwords, and a bare hash
+// in the store and audit log would let anyone who reads them confirm a
+// guessed value offline. key is the audit redaction key in the gateway.
+func Digest(key []byte, args map[string]any) (string, error) {
+	b, err := Canonical(args)
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+	m := hmac.New(sha256.New, key)
+	m.Write(b)
+	return hex.EncodeToString(m.Sum(nil)), nil
 }
 
 // Call is a call held at the approval gate.
@@ -150,8 +160,13 @@ func (s *Service) Gate(ctx context.Context, c Call) (Outcome, error) {
 	if out, ok, err := s.consumeApproved(ctx, c, now); ok || err != nil {
 		return out, err
 	}
-	a, err := s.d.Store.FindApproval(ctx, c.Principal.Name, c.Tool, c.Digest, []string{store.ApprovalPending}, now)
+	// A pending request for this call is reused; a denied one stands until
+	// it expires (retrying does not ask the approvers again).
+	a, err := s.d.Store.FindApproval(ctx, c.Principal.Name, c.Tool, c.Digest,
+		[]string{store.ApprovalPending, store.ApprovalDenied}, now)
 	switch {
+	case err == nil && a.State == store.ApprovalDenied:
+		return Outcome{Approval: a}, nil
 	case errors.Is(err, store.ErrNotFound):
 		if a, err = s.create(ctx, c, now); err != nil {
 			return Outcome{}, err
@@ -255,12 +270,20 @@ func (s *Service) Decide(ctx context.Context, p *principal.Principal, id string,
 	if approve {
 		state, typ = store.ApprovalApproved, audit.ApprovalGrant
 	}
-	a, err = s.d.Store.DecideApproval(ctx, id, state, p.Name, comment, s.d.Now())
-	if err != nil {
+	if a.State != store.ApprovalPending || !s.d.Now().Before(a.ExpiresAt) {
+		return a, fmt.Errorf("%w: approval %s is %s", store.ErrConflict, a.ID, a.State)
+	}
+	// Audited before it takes effect (fail closed): a grant that cannot
+	// be recorded is not given.
+	planned := a
+	planned.State, planned.DecidedBy = state, p.Name
+	if err := s.emit(ctx, typ, p, planned, comment); err != nil {
 		return a, err
 	}
-	if err := s.emit(ctx, typ, p, a, comment); err != nil {
-		s.d.Logger.Error("approval decision not audited", "id", id, "err", err)
+	a, err = s.d.Store.DecideApproval(ctx, id, state, p.Name, comment, s.d.Now())
+	if err != nil {
+		s.d.Logger.Error("approval decision recorded but not applied (decided concurrently?)", "id", id, "err", err)
+		return a, err
 	}
 	s.notify(id)
 	return a, nil
@@ -280,7 +303,7 @@ func (s *Service) Expire(ctx context.Context) (int, error) {
 }
 
 func (s *Service) emit(ctx context.Context, typ audit.Type, p *principal.Principal, a store.Approval, note string) error {
-	e := &audit.Event{Type: typ, Tool: a.Tool, Session: a.Session, Status: audit.StatusOK, ArgsDigest: "sha256:" + a.ArgsSHA256,
+	e := &audit.Event{Type: typ, Tool: a.Tool, Session: a.Session, Status: audit.StatusOK, ArgsDigest: audit.DigestPrefix + a.ArgsSHA256,
 		Args: a.Args, Detail: fmt.Sprintf("%s for %s, state %s, expires %s", a.ID, a.Principal, a.State,
 			a.ExpiresAt.Format(time.RFC3339))}
 	if note != "" {

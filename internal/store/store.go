@@ -281,7 +281,7 @@ type Approval struct {
 	ID        string `json:"id"` // "apr_..."
 	Principal string `json:"principal"`
 	Tool      string `json:"tool"`
-	// ArgsSHA256 is the hex SHA-256 of the canonical JSON of the validated
+	// ArgsSHA256 is the hex HMAC-SHA256 (audit redaction key) of the canonical JSON of the validated
 	// arguments: the approval covers exactly these arguments.
 	ArgsSHA256    string          `json:"args_sha256"`
 	Args          json.RawMessage `json:"args,omitempty"` // redacted, for the approver

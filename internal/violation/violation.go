@@ -407,6 +407,7 @@ func (e *Engine) Quarantine(ctx context.Context, kind, subject, why, by string) 
 		next[kind+"|"+subject] = q
 		e.active.Store(&next)
 		e.mu.Unlock()
+		return q, nil // created, audited and alerted by that process
 	}
 	if err != nil {
 		e.d.Logger.Error("quarantine not persisted (in force in this process)", "kind", kind, "subject", subject, "err", err)

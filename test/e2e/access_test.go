@@ -378,7 +378,7 @@ when { context.args.path like };
 	}
 	chk = exec.Command(binary, "policy", "check", "../../examples/policies")
 	chk.Env = cleanEnv()
-	if b, err := chk.CombinedOutput(); err != nil || !strings.Contains(string(b), "ok: 4 policies") {
+	if b, err := chk.CombinedOutput(); err != nil || !strings.Contains(string(b), "ok: 5 policies") {
 		t.Errorf("policy check on the examples: %v, output %q", err, b)
 	}
 	if out, err := g.cli("policy", "list"); err != nil || !strings.Contains(out, "no-read-file") || strings.Contains(out, "half") {

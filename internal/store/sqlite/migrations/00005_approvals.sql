@@ -1,6 +1,6 @@
 -- +goose Up
 -- Issue 7: approval requests bound to the exact call (principal, tool,
--- SHA-256 of the canonical JSON of the validated arguments). States:
+-- HMAC-SHA256 (keyed, so that arguments holding a password cannot be confirmed by guessing) of the canonical JSON of the validated arguments). States:
 -- pending -> approved | denied | expired; approved -> consumed | expired.
 
 CREATE TABLE approvals (
