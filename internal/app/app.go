@@ -29,6 +29,7 @@ import (
 	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/store/sqlite"
 	"github.com/portcullis/portcullis/internal/tools/files"
+	gittools "github.com/portcullis/portcullis/internal/tools/git"
 	"github.com/portcullis/portcullis/internal/tools/python"
 	"github.com/portcullis/portcullis/internal/violation"
 )
@@ -63,6 +64,7 @@ type App struct {
 	Sandbox   *native.Runtime
 	workspace *files.Workspace
 	lock      *os.File // the data dir lock, held while open
+	git       *gittools.Tools
 	backgroundState
 }
 
@@ -145,7 +147,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 
 func (a *App) registerTools(ctx context.Context) error {
 	cfg := a.Config
-	if err := os.MkdirAll(cfg.Workspace, 0o750); err != nil {
+	// 0755 like any checkout: sandboxed tools (git) run as an unprivileged
+	// user that must be able to read it.
+	if err := os.MkdirAll(cfg.Workspace, 0o755); err != nil {
 		return fmt.Errorf("workspace: %w", err)
 	}
 	ws, err := files.New(files.Config{
@@ -170,7 +174,30 @@ func (a *App) registerTools(ctx context.Context) error {
 		a.Log.Warn("execute_python is NOT available: "+err.Error(), "hint", "run as root on Linux with python3 installed; see `portcullis doctor`")
 		return nil
 	}
-	return a.Gateway.Register(py)
+	if err := a.Gateway.Register(py); err != nil {
+		return err
+	}
+	return a.registerGit()
+}
+
+// registerGit offers the git tools, run in the same sandbox runtime; a
+// machine without git only loses them (logged).
+func (a *App) registerGit() error {
+	gt, err := gittools.New(gittools.Config{Workspace: a.Config.Workspace, Timeout: a.Config.MCP.CallTimeout}, a.Sandbox)
+	if errors.Is(err, gittools.ErrNoGit) {
+		a.Log.Warn("git tools are NOT available: " + err.Error())
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	a.git = gt
+	for _, t := range gt.Tools() {
+		if err := a.Gateway.Register(t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // NewSandbox returns the native runtime configured by cfg.
@@ -271,6 +298,9 @@ func (a *App) Close(ctx context.Context) error {
 	}
 	if a.workspace != nil {
 		errs = append(errs, a.workspace.Close())
+	}
+	if a.git != nil {
+		errs = append(errs, a.git.Close())
 	}
 	if a.Sandbox != nil {
 		errs = append(errs, a.Sandbox.Close())

@@ -168,7 +168,18 @@ func (s *Service) Gate(ctx context.Context, c Call) (Outcome, error) {
 	case err == nil && a.State == store.ApprovalDenied:
 		return Outcome{Approval: a}, nil
 	case errors.Is(err, store.ErrNotFound):
-		if a, err = s.create(ctx, c, now); err != nil {
+		if a, err = s.create(ctx, c, now); errors.Is(err, store.ErrConflict) {
+			// An identical call created it first (or a stale pending one
+			// awaits the expiry sweep): use that one.
+			if _, xerr := s.Expire(ctx); xerr != nil {
+				return Outcome{}, xerr
+			}
+			a, err = s.d.Store.FindApproval(ctx, c.Principal.Name, c.Tool, c.Digest, []string{store.ApprovalPending}, now)
+			if errors.Is(err, store.ErrNotFound) {
+				a, err = s.create(ctx, c, now)
+			}
+		}
+		if err != nil {
 			return Outcome{}, err
 		}
 	case err != nil:
@@ -270,7 +281,10 @@ func (s *Service) Decide(ctx context.Context, p *principal.Principal, id string,
 	if approve {
 		state, typ = store.ApprovalApproved, audit.ApprovalGrant
 	}
-	if a.State != store.ApprovalPending || !s.d.Now().Before(a.ExpiresAt) {
+	if a.State == store.ApprovalPending && !s.d.Now().Before(a.ExpiresAt) {
+		a.State = store.ApprovalExpired // not yet swept, but past its expiry
+	}
+	if a.State != store.ApprovalPending {
 		return a, fmt.Errorf("%w: approval %s is %s", store.ErrConflict, a.ID, a.State)
 	}
 	// Audited before it takes effect (fail closed): a grant that cannot

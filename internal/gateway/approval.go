@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -57,7 +58,14 @@ func (g *Gateway) approval(ctx context.Context, c *call) *refusal {
 	if c.redacted == nil {
 		c.redacted, c.digest = g.deps.Redactor.Redact(c.args)
 	}
-	res, err := g.deps.Approvals.Hold(ctx, Hold{Principal: c.req.Principal, Tool: c.req.Tool, Args: c.argv,
+	// The approval binds the arguments exactly as the tool receives them:
+	// decoded again with numbers kept as written (c.argv holds float64s,
+	// which cannot tell 2^53 from 2^53+1).
+	exact, err := decodeExact(c.args)
+	if err != nil {
+		return &refusal{code: reason.InvalidArguments, typ: audit.ToolCallRefused, detail: "approval: " + err.Error()}
+	}
+	res, err := g.deps.Approvals.Hold(ctx, Hold{Principal: c.req.Principal, Tool: c.req.Tool, Args: exact,
 		Redacted: c.redacted, RequestID: c.req.RequestID, Session: c.req.Session})
 	if err != nil {
 		g.deps.Logger.Error("approval gate failed; call refused", "tool", c.req.Tool, "err", err)
@@ -84,4 +92,15 @@ func (g *Gateway) approval(ctx context.Context, c *call) *refusal {
 			msg:    fmt.Sprintf("approval request %s is %s; retry the call to request a new approval", res.ID, res.State),
 			detail: "approval " + res.ID + " " + res.State}
 	}
+}
+
+// decodeExact decodes an arguments object keeping numbers as json.Number.
+func decodeExact(raw json.RawMessage) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }

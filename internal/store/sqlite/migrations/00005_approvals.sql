@@ -22,6 +22,9 @@ CREATE TABLE approvals (
 ) STRICT;
 CREATE INDEX approvals_call ON approvals (principal, tool, args_sha256, state);
 CREATE INDEX approvals_state ON approvals (state, expires_ns);
+-- One pending request per exact call: identical calls racing to create one
+-- must not open several (each would be approvable, and run, once).
+CREATE UNIQUE INDEX approvals_pending ON approvals (principal, tool, args_sha256) WHERE state = 'pending';
 
 -- +goose Down
 DROP TABLE approvals;
