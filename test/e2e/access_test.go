@@ -275,7 +275,8 @@ func TestAccessPolicyHotReload(t *testing.T) {
 		ids = append(ids, p.ID)
 	}
 	slices.Sort(ids)
-	wantIDs := []string{"egress-deny-hosts", "no-secret-files-edit", "no-secret-files-write", "python-working-hours"}
+	wantIDs := []string{"egress-deny-hosts", "no-secret-files-edit", "no-secret-files-write", "python-subprocess-needs-approval",
+		"python-working-hours"}
 	if diff := cmp.Diff(wantIDs, ids); diff != "" || listed.Mode != "enforce" {
 		t.Errorf("policy list: mode %q, ids (-want +got):\n%s", listed.Mode, diff)
 	}
