@@ -239,7 +239,9 @@ func (s *Service) consumeApproved(ctx context.Context, c Call, now time.Time) (O
 		if err != nil {
 			return Outcome{}, false, err
 		}
-		s.emit(ctx, audit.ApprovalConsume, c.Principal, a, "consumed by "+c.RequestID)
+		used := a
+		used.RequestID = c.RequestID // the call that runs, for correlation
+		s.emit(ctx, audit.ApprovalConsume, c.Principal, used, "requested by "+a.RequestID)
 		return Outcome{Run: true, Approval: a}, true, nil
 	}
 	return Outcome{}, false, nil

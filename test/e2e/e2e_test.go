@@ -20,7 +20,8 @@ import (
 
 var (
 	guestTools     = []string{"file_info", "list_directory", "read_file"}
-	developerTools = []string{"execute_python", "file_info", "list_directory", "read_file", "write_file"}
+	developerTools = []string{"execute_python", "file_info", "git_commit", "git_diff", "git_log", "git_status",
+		"list_directory", "read_file", "write_file"}
 )
 
 func toolNames(t *testing.T, cs *mcp.ClientSession) []string {

@@ -26,5 +26,12 @@ CREATE INDEX approvals_state ON approvals (state, expires_ns);
 -- must not open several (each would be approvable, and run, once).
 CREATE UNIQUE INDEX approvals_pending ON approvals (principal, tool, args_sha256) WHERE state = 'pending';
 
+-- DESIGN §2: developers may commit, but only with an approval (git_commit is
+-- CRITICAL; admins are exempt).
+INSERT OR IGNORE INTO permissions (action, pattern) VALUES ('call', 'git_commit');
+INSERT OR IGNORE INTO role_permissions (role_id, permission_id)
+SELECT r.id, p.id FROM roles r, permissions p
+WHERE r.name = 'developer' AND p.action = 'call' AND p.pattern = 'git_commit';
+
 -- +goose Down
 DROP TABLE approvals;
