@@ -393,3 +393,72 @@ func (c *Config) validateApproval(bad func(key, format string, args ...any)) {
 		}
 	}
 }
+
+// CommandConfig configures run_command.
+type CommandConfig struct {
+	// Allow lists the programs (bare names, resolved on PATH at start)
+	// run_command may run. Unset: ls cat grep wc head tail python3 in
+	// development, nothing in production.
+	Allow []string `yaml:"allow"`
+}
+
+// HTTPFetchConfig configures http_fetch. Nothing is reachable unless listed.
+type HTTPFetchConfig struct {
+	// Allow lists host:port patterns every principal may fetch
+	// ("api.example.com:443", "*.example.com:443", "example.org").
+	Allow []string `yaml:"allow"`
+	// RoleAllow adds patterns per role.
+	RoleAllow map[string][]string `yaml:"role_allow"`
+	// AllowPrivate lists CIDRs of otherwise refused addresses (loopback,
+	// private, link-local, CGNAT ...) that may be reached.
+	AllowPrivate []string `yaml:"allow_private"`
+	// MaxBytes caps a response body; Timeout bounds a fetch.
+	MaxBytes int64         `yaml:"max_bytes"`
+	Timeout  time.Duration `yaml:"timeout"`
+}
+
+// SQLConfig configures sql_query.
+type SQLConfig struct {
+	MaxRows int           `yaml:"max_rows"`
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// DefaultCommandAllow is run_command's allow-list in development mode.
+var DefaultCommandAllow = []string{"ls", "cat", "grep", "wc", "head", "tail", "python3"}
+
+func (c *Config) validateTools(bad func(key, format string, args ...any)) {
+	if c.Command.Allow == nil && c.Mode == ModeDevelopment {
+		c.Command.Allow = append([]string(nil), DefaultCommandAllow...)
+	}
+	for _, p := range c.Command.Allow {
+		if p == "" || strings.ContainsAny(p, "/\\ \t") {
+			bad("command.allow", "%q must be a bare program name", p)
+		}
+	}
+	for _, cidr := range c.HTTPFetch.AllowPrivate {
+		if _, err := ParsePrefix(cidr); err != nil {
+			bad("http_fetch.allow_private", "%q: %v", cidr, err)
+		}
+	}
+	if c.HTTPFetch.MaxBytes < 0 || c.HTTPFetch.Timeout < 0 || c.SQL.MaxRows < 0 || c.SQL.Timeout < 0 {
+		bad("http_fetch/sql", "limits must not be negative")
+	}
+	for _, n := range c.Files.DenyNames {
+		if n == "" || strings.HasPrefix(n, "/") {
+			bad("files.deny_names", "%q must be a base-name glob or a workspace-relative path", n)
+		}
+	}
+}
+
+func (c *Config) validateCodePolicy(bad func(key, format string, args ...any)) {
+	switch c.Python.CodePolicy {
+	case "":
+		c.Python.CodePolicy = "normal"
+		if c.Mode == ModeProduction {
+			c.Python.CodePolicy = "strict"
+		}
+	case "strict", "normal", "legacy":
+	default:
+		bad("python.code_policy", "must be strict, normal or legacy, got %q", c.Python.CodePolicy)
+	}
+}

@@ -65,6 +65,9 @@ type Config struct {
 	Violations ViolationsConfig `yaml:"violations"`
 	Alerts     AlertsConfig     `yaml:"alerts"`
 	Approval   ApprovalConfig   `yaml:"approval"`
+	Command    CommandConfig    `yaml:"command"`
+	HTTPFetch  HTTPFetchConfig  `yaml:"http_fetch"`
+	SQL        SQLConfig        `yaml:"sql"`
 }
 
 // PolicyConfig configures Cedar policies and how decisions are enforced.
@@ -177,6 +180,10 @@ type FilesConfig struct {
 	ReadOnly      bool  `yaml:"read_only"`
 	MaxReadBytes  int64 `yaml:"max_read_bytes"`
 	MaxWriteBytes int64 `yaml:"max_write_bytes"`
+	// DenyNames are sensitive names inside the workspace that no file tool
+	// reads or changes: globs on the base name (".env", "*.pem",
+	// "id_rsa*") or workspace-relative paths (".git/config").
+	DenyNames []string `yaml:"deny_names"`
 }
 
 // PythonConfig configures execute_python.
@@ -199,6 +206,10 @@ type PythonConfig struct {
 	MemoryBytes int64         `yaml:"memory_bytes"`
 	CPUTime     time.Duration `yaml:"cpu_time"`
 	Pids        int           `yaml:"pids"`
+	// CodePolicy checks code before it runs (CPython's ast, in the
+	// sandbox; defence in depth, not the boundary): strict, normal or
+	// legacy (log only). Empty: normal in development, strict in production.
+	CodePolicy string `yaml:"code_policy"`
 }
 
 // SandboxConfig configures the native sandbox runtime.
@@ -290,6 +301,8 @@ func Default() *Config {
 		Violations: DefaultViolations(),
 		Alerts:     AlertsConfig{DedupeWindow: 10 * time.Minute, QueueSize: 1024},
 		Approval:   ApprovalConfig{Wait: 30 * time.Second, TTL: 15 * time.Minute, ExemptRoles: []string{"admin"}},
+		HTTPFetch:  HTTPFetchConfig{MaxBytes: 1 << 20, Timeout: 30 * time.Second},
+		SQL:        SQLConfig{MaxRows: 1000, Timeout: 10 * time.Second},
 		Mode:       ModeDevelopment,
 		Listen:     "127.0.0.1:8420",
 		DataDir:    "./portcullis-data",
@@ -304,7 +317,8 @@ func Default() *Config {
 			CallTimeout:    60 * time.Second,
 		},
 		Stdio: StdioConfig{User: "local", Roles: []string{"developer"}},
-		Files: FilesConfig{MaxReadBytes: 1 << 20, MaxWriteBytes: 10 << 20},
+		Files: FilesConfig{MaxReadBytes: 1 << 20, MaxWriteBytes: 10 << 20,
+			DenyNames: []string{".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*", ".git/config", ".netrc", ".npmrc", ".pypirc"}},
 		Python: PythonConfig{
 			Timeout:        10 * time.Second,
 			MaxTimeout:     60 * time.Second,
@@ -480,6 +494,8 @@ func (c *Config) Validate() error {
 	c.validateSinks(bad)
 	c.validateAbuse(bad)
 	c.validateApproval(bad)
+	c.validateTools(bad)
+	c.validateCodePolicy(bad)
 	if c.Stdio.User == "" {
 		bad("stdio.user", "must not be empty")
 	}
