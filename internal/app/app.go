@@ -30,6 +30,7 @@ import (
 	"github.com/portcullis/portcullis/internal/store/sqlite"
 	"github.com/portcullis/portcullis/internal/tools/files"
 	gittools "github.com/portcullis/portcullis/internal/tools/git"
+	"github.com/portcullis/portcullis/internal/tools/httpfetch"
 	"github.com/portcullis/portcullis/internal/tools/python"
 	"github.com/portcullis/portcullis/internal/violation"
 )
@@ -165,6 +166,9 @@ func (a *App) registerTools(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := a.registerHTTPFetch(); err != nil {
+		return err
+	}
 	py, err := a.pythonTool(ctx)
 	if err != nil {
 		// Fail closed: without the sandbox the tool is not offered at all.
@@ -178,6 +182,21 @@ func (a *App) registerTools(ctx context.Context) error {
 		return err
 	}
 	return a.registerGit()
+}
+
+// registerHTTPFetch offers http_fetch; with an empty allow-list it can
+// reach nothing (fail closed), which the log says.
+func (a *App) registerHTTPFetch() error {
+	c := a.Config.HTTPFetch
+	t, err := httpfetch.New(httpfetch.Config{Allow: c.Allow, RoleAllow: c.RoleAllow, AllowPrivate: c.AllowPrivate,
+		MaxBytes: c.MaxBytes, Timeout: c.Timeout})
+	if err != nil {
+		return fmt.Errorf("http_fetch: %w", err)
+	}
+	if len(c.Allow) == 0 && len(c.RoleAllow) == 0 {
+		a.Log.Info("http_fetch can reach no host until http_fetch.allow lists some")
+	}
+	return a.Gateway.Register(t)
 }
 
 // registerGit offers the git tools, run in the same sandbox runtime; a

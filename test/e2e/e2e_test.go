@@ -20,7 +20,7 @@ import (
 
 var (
 	guestTools     = []string{"file_info", "list_directory", "read_file"}
-	developerTools = []string{"execute_python", "file_info", "git_commit", "git_diff", "git_log", "git_status",
+	developerTools = []string{"execute_python", "file_info", "git_commit", "git_diff", "git_log", "git_status", "http_fetch",
 		"list_directory", "read_file", "write_file"}
 )
 
