@@ -257,6 +257,7 @@ func (a *App) pythonTool(ctx context.Context) (*python.Tool, error) {
 		MaxOutputBytes: cfg.Python.MaxOutputBytes,
 		MaxCodeBytes:   cfg.Python.MaxCodeBytes,
 		Level:          level,
+		CodePolicy:     python.CodePolicy(cfg.Python.CodePolicy),
 		Limits: sandbox.Limits{MemoryBytes: cfg.Python.MemoryBytes, CPUTime: cfg.Python.CPUTime,
 			Pids: cfg.Python.Pids},
 	}, rt)

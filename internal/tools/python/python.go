@@ -1,6 +1,19 @@
 // Package python provides the execute_python tool: the code runs in a
 // fresh sandbox (sandbox.Runtime) with CPython in isolated mode. The
 // boundary is the OS sandbox, not inspection of the code (seed 003).
+//
+// Before it runs, the code is checked against a code policy (seed 000:
+// strict, normal, legacy). A first, separate sandboxed run of the same
+// interpreter parses it with CPython's own parser (checker.py, the code
+// passed as bytes on stdin, never executed) and a blocklist over the
+// syntax tree reports imports of subprocess, socket, ctypes and importlib,
+// os process functions, eval/exec/compile, dunder attribute walks and the
+// like (CodePolicy lists the rules and their levels). That check is
+// defence in depth, not a boundary (DESIGN §4): any Python object graph
+// walks around a blocklist (shutil.os.system, sys.modules["posix"],
+// getattr with a computed name pass it), and what such code reaches is
+// still confined by the sandbox. It refuses the obvious and records the
+// rest in the audit log.
 package python
 
 import (
@@ -106,6 +119,10 @@ type Config struct {
 	// Limits override the level's defaults (memory, CPU, pids, files);
 	// WallTime is set per call from timeout_s.
 	Limits sandbox.Limits
+	// CodePolicy is the code check before each run: strict (the default
+	// when empty), normal or legacy. DefaultCodePolicy gives the
+	// configuration's default by mode.
+	CodePolicy CodePolicy
 }
 
 // Tool is execute_python.
@@ -131,6 +148,12 @@ func New(cfg Config, rt sandbox.Runtime) (*Tool, error) {
 	if cfg.Level == "" {
 		cfg.Level = sandbox.LevelMaximum
 	}
+	if cfg.CodePolicy == "" {
+		cfg.CodePolicy = CodePolicyStrict
+	}
+	if _, err := ParseCodePolicy(string(cfg.CodePolicy)); err != nil {
+		return nil, err
+	}
 	return &Tool{cfg: cfg, rt: rt}, nil
 }
 
@@ -141,8 +164,8 @@ func (t *Tool) Definition() tool.Definition {
 		Name:  "execute_python",
 		Title: "Execute Python",
 		Description: fmt.Sprintf("Run Python 3 code in an isolated sandbox (%s level: no network, read-only system, "+
-			"private /tmp, %s default and %s maximum wall time). Returns stdout, stderr and the exit code.",
-			t.cfg.Level, t.cfg.Timeout, t.cfg.MaxTimeout),
+			"private /tmp, %s default and %s maximum wall time). Returns stdout, stderr and the exit code.%s",
+			t.cfg.Level, t.cfg.Timeout, t.cfg.MaxTimeout, policyDescription[t.cfg.CodePolicy]),
 		InputSchema: &jsonschema.Schema{
 			Type:     "object",
 			Required: []string{"code"},
@@ -183,26 +206,63 @@ func (t *Tool) Call(ctx context.Context, raw json.RawMessage) (*tool.Result, err
 	if a.TimeoutS > 0 {
 		wall = min(time.Duration(a.TimeoutS)*time.Second, t.cfg.MaxTimeout)
 	}
+	note, err := t.enforce(ctx, a.Code)
+	if err != nil {
+		return nil, err
+	}
 	limits := t.cfg.Limits
 	limits.WallTime = wall
 	limits.OutputBytes = t.cfg.MaxOutputBytes
 	spec := &sandbox.Spec{
 		Argv:   []string{t.cfg.Interpreter.Executable, "-I", "-B", "/work/main.py"},
-		Env:    []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8", "PYTHONIOENCODING=utf-8"},
+		Env:    pythonEnv(),
 		Stdin:  []byte(a.Stdin),
 		Dir:    "/work",
 		Files:  []sandbox.File{{Name: "main.py", Data: []byte(a.Code), Mode: 0o400}},
 		Level:  t.cfg.Level,
 		Limits: limits,
-	}
-	for _, p := range t.cfg.Interpreter.Mounts() {
-		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: p})
+		Mounts: t.mounts(),
 	}
 	res, err := t.rt.Run(ctx, spec)
 	if err != nil {
 		return nil, tool.Errorf(reason.SandboxUnavailable, err, "")
 	}
-	return toResult(res), nil
+	out := toResult(res)
+	if note != "" { // audit only
+		if out.Detail != "" {
+			note += "; " + out.Detail
+		}
+		out.Detail = note
+	}
+	return out, nil
+}
+
+// pythonEnv returns the environment of the checker and of the code.
+func pythonEnv() []string {
+	return []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8", "PYTHONIOENCODING=utf-8"}
+}
+
+// mounts returns the interpreter's mounts: the checker and the code run
+// with the same layout (and so share the runtime's warm pool).
+func (t *Tool) mounts() []sandbox.Mount {
+	var ms []sandbox.Mount
+	for _, p := range t.cfg.Interpreter.Mounts() {
+		ms = append(ms, sandbox.Mount{Source: p})
+	}
+	return ms
+}
+
+// policyDescription tells clients what the code check refuses, so that
+// they do not have to learn it from refusals.
+var policyDescription = map[CodePolicy]string{
+	CodePolicyStrict: " Code is checked before it runs and refused if it imports subprocess, socket, ctypes, " +
+		"importlib, multiprocessing, pickle, builtins or similar, calls os process functions (os.system, os.popen, " +
+		"os.exec*, os.spawn*, os.fork, os.kill), uses eval, exec, compile or __import__, or reads dunder attributes " +
+		"other than __init__, __name__, __qualname__, __doc__, __module__, __version__.",
+	CodePolicyNormal: " Code is checked before it runs and refused if it imports subprocess, socket, ctypes, " +
+		"importlib or multiprocessing, calls os process functions (os.system, os.popen, os.exec*, os.spawn*, " +
+		"os.fork, os.kill) or uses __import__.",
+	CodePolicyLegacy: "",
 }
 
 func toResult(res *sandbox.Result) *tool.Result {

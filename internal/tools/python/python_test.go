@@ -43,7 +43,7 @@ var pathInterpreter = sync.OnceValues(func() (*python.Interpreter, error) {
 	return python.Detect(context.Background(), "")
 })
 
-func interpreter(t *testing.T) *python.Interpreter {
+func interpreter(t testing.TB) *python.Interpreter {
 	t.Helper()
 	in, err := pathInterpreter()
 	if err != nil {
@@ -65,7 +65,7 @@ func baseConfig(in *python.Interpreter) python.Config {
 
 // newTool returns execute_python on the native runtime with the PATH
 // interpreter; edit adjusts the config.
-func newTool(t *testing.T, edit func(*python.Config)) *python.Tool {
+func newTool(t testing.TB, edit func(*python.Config)) *python.Tool {
 	t.Helper()
 	rt, err := native.New(native.Config{ReadOnlyPaths: systemPaths}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -495,7 +495,7 @@ func TestToolNoNetwork(t *testing.T) {
 	}
 	c.Close()
 	<-accepted
-	tl := newTool(t, nil)
+	tl := newTool(t, func(c *python.Config) { c.CodePolicy = python.CodePolicyLegacy }) // the sandbox is under test
 	out := runJSON(t, tl, probe+fmt.Sprintf(`
 import socket
 s = socket.socket()
@@ -521,7 +521,7 @@ print(json.dumps({"connect": r}))
 // code cannot start processes: no fork, and nothing but the interpreter
 // may be executed.
 func TestToolSubprocessRefusedAtMaximum(t *testing.T) {
-	tl := newTool(t, nil)
+	tl := newTool(t, func(c *python.Config) { c.CodePolicy = python.CodePolicyLegacy }) // the sandbox is under test
 	out := runJSON(t, tl, probe+`
 import subprocess
 res = {}
@@ -554,7 +554,7 @@ print(json.dumps(res))
 // reports ORPHANS_KILLED and no process of it remains on the host.
 func TestToolSubprocessChildrenKilled(t *testing.T) {
 	tok := fmt.Sprintf("%d", time.Now().UnixNano()%1e12)
-	tl := newTool(t, func(c *python.Config) { c.Level = sandbox.LevelStrict })
+	tl := newTool(t, func(c *python.Config) { c.Level, c.CodePolicy = sandbox.LevelStrict, python.CodePolicyLegacy })
 	res := mustCall(t, tl, map[string]any{"code": fmt.Sprintf(`
 import subprocess
 print(subprocess.run(["/bin/echo", "child ran"], capture_output=True, text=True).stdout, end="")
@@ -612,6 +612,8 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		"no output cap":     func(c *python.Config, _ *sandbox.Runtime) { c.MaxOutputBytes = 0 },
 		"no code cap":       func(c *python.Config, _ *sandbox.Runtime) { c.MaxCodeBytes = 0 },
 		"negative code cap": func(c *python.Config, _ *sandbox.Runtime) { c.MaxCodeBytes = -1 },
+		"unknown policy":    func(c *python.Config, _ *sandbox.Runtime) { c.CodePolicy = "lenient" },
+		"policy in caps":    func(c *python.Config, _ *sandbox.Runtime) { c.CodePolicy = "STRICT" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := baseConfig(in)
