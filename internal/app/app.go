@@ -28,10 +28,12 @@ import (
 	"github.com/portcullis/portcullis/internal/sandbox/native"
 	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/store/sqlite"
+	"github.com/portcullis/portcullis/internal/tools/command"
 	"github.com/portcullis/portcullis/internal/tools/files"
 	gittools "github.com/portcullis/portcullis/internal/tools/git"
 	"github.com/portcullis/portcullis/internal/tools/httpfetch"
 	"github.com/portcullis/portcullis/internal/tools/python"
+	"github.com/portcullis/portcullis/internal/tools/sqlquery"
 	"github.com/portcullis/portcullis/internal/violation"
 )
 
@@ -66,6 +68,7 @@ type App struct {
 	workspace *files.Workspace
 	lock      *os.File // the data dir lock, held while open
 	git       *gittools.Tools
+	sql       *sqlquery.Tool
 	backgroundState
 }
 
@@ -169,6 +172,9 @@ func (a *App) registerTools(ctx context.Context) error {
 	if err := a.registerHTTPFetch(); err != nil {
 		return err
 	}
+	if err := a.registerSQL(); err != nil {
+		return err
+	}
 	py, err := a.pythonTool(ctx)
 	if err != nil {
 		// Fail closed: without the sandbox the tool is not offered at all.
@@ -181,7 +187,38 @@ func (a *App) registerTools(ctx context.Context) error {
 	if err := a.Gateway.Register(py); err != nil {
 		return err
 	}
-	return a.registerGit()
+	if err := a.registerGit(); err != nil {
+		return err
+	}
+	return a.registerCommand(ctx)
+}
+
+// registerCommand offers run_command in the sandbox for the allow-listed
+// programs (none in production unless configured). A listed program that
+// is missing refuses the start in production and drops the tool, loudly,
+// in development.
+func (a *App) registerCommand(ctx context.Context) error {
+	ct, err := command.New(ctx, command.Config{Workspace: a.Config.Workspace, Allow: a.Config.Command.Allow,
+		SearchPath: filepath.SplitList(os.Getenv("PATH"))}, a.Sandbox)
+	if err != nil {
+		if a.Config.Mode == config.ModeProduction {
+			return fmt.Errorf("run_command: %w", err)
+		}
+		a.Log.Warn("run_command is NOT available: " + err.Error())
+		return nil
+	}
+	return a.Gateway.Register(ct)
+}
+
+// registerSQL offers sql_query on SQLite files in the workspace.
+func (a *App) registerSQL() error {
+	st, err := sqlquery.New(sqlquery.Config{Workspace: a.Config.Workspace, MaxRows: a.Config.SQL.MaxRows,
+		Timeout: a.Config.SQL.Timeout})
+	if err != nil {
+		return fmt.Errorf("sql_query: %w", err)
+	}
+	a.sql = st
+	return a.Gateway.Register(st)
 }
 
 // registerHTTPFetch offers http_fetch; with an empty allow-list it can
@@ -321,6 +358,9 @@ func (a *App) Close(ctx context.Context) error {
 	}
 	if a.git != nil {
 		errs = append(errs, a.git.Close())
+	}
+	if a.sql != nil {
+		errs = append(errs, a.sql.Close())
 	}
 	if a.Sandbox != nil {
 		errs = append(errs, a.Sandbox.Close())
