@@ -159,6 +159,7 @@ func (a *App) registerTools(ctx context.Context) error {
 	ws, err := files.New(files.Config{
 		Root: cfg.Workspace, ReadOnly: cfg.Files.ReadOnly,
 		MaxReadBytes: cfg.Files.MaxReadBytes, MaxWriteBytes: cfg.Files.MaxWriteBytes,
+		Deny: cfg.Files.DenyNames,
 	})
 	if err != nil {
 		return err

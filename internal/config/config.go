@@ -181,8 +181,12 @@ type FilesConfig struct {
 	MaxReadBytes  int64 `yaml:"max_read_bytes"`
 	MaxWriteBytes int64 `yaml:"max_write_bytes"`
 	// DenyNames are sensitive names inside the workspace that no file tool
-	// reads or changes: globs on the base name (".env", "*.pem",
-	// "id_rsa*") or workspace-relative paths (".git/config").
+	// reads or changes: a pattern without "/" matches any path component
+	// (".env", "*.pem", "id_rsa*"), one with "/" a path from the workspace
+	// root (".git/config"); case-insensitive. Unset: the built-in list
+	// (files.DefaultDeny: .env, .env.*, *.pem, *.key, id_rsa*, id_dsa*,
+	// id_ecdsa*, id_ed25519*, .netrc, .git-credentials, .git/config,
+	// .git/hooks); [] disables it.
 	DenyNames []string `yaml:"deny_names"`
 }
 
@@ -317,8 +321,7 @@ func Default() *Config {
 			CallTimeout:    60 * time.Second,
 		},
 		Stdio: StdioConfig{User: "local", Roles: []string{"developer"}},
-		Files: FilesConfig{MaxReadBytes: 1 << 20, MaxWriteBytes: 10 << 20,
-			DenyNames: []string{".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*", ".git/config", ".netrc", ".npmrc", ".pypirc"}},
+		Files: FilesConfig{MaxReadBytes: 1 << 20, MaxWriteBytes: 10 << 20},
 		Python: PythonConfig{
 			Timeout:        10 * time.Second,
 			MaxTimeout:     60 * time.Second,

@@ -33,3 +33,33 @@ func containsName(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestAllToolsListedForAdmin: every built-in tool of DESIGN §2 is offered
+// to an admin, each with an object input schema that forbids unknown
+// properties.
+func TestAllToolsListedForAdmin(t *testing.T) {
+	g := startGateway(t)
+	cs := g.connect(g.adminKey, "2026-07-28")
+	res, err := cs.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]map[string]any{}
+	for _, tl := range res.Tools {
+		s, _ := tl.InputSchema.(map[string]any)
+		byName[tl.Name] = s
+	}
+	want := []string{"list_directory", "read_file", "search_files", "file_info", "write_file", "edit_file", "move_file",
+		"delete_file", "execute_python", "run_command", "http_fetch", "git_status", "git_diff", "git_log", "git_commit",
+		"sql_query"}
+	for _, name := range want {
+		s, ok := byName[name]
+		if !ok {
+			t.Errorf("%s missing from the admin's tools/list", name)
+			continue
+		}
+		if s["type"] != "object" || s["additionalProperties"] != false {
+			t.Errorf("%s input schema %v: want type object with additionalProperties false", name, s)
+		}
+	}
+}

@@ -19,9 +19,10 @@ import (
 )
 
 var (
-	guestTools     = []string{"file_info", "list_directory", "read_file"}
-	developerTools = []string{"execute_python", "file_info", "git_commit", "git_diff", "git_log", "git_status", "http_fetch",
-		"list_directory", "read_file", "write_file"}
+	guestTools     = []string{"file_info", "list_directory", "read_file", "search_files"}
+	developerTools = []string{"delete_file", "edit_file", "execute_python", "file_info", "git_commit", "git_diff", "git_log",
+		"git_status", "http_fetch", "list_directory", "move_file", "read_file", "run_command", "search_files", "sql_query",
+		"write_file"}
 )
 
 func toolNames(t *testing.T, cs *mcp.ClientSession) []string {

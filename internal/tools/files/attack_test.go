@@ -369,7 +369,7 @@ func TestAttackLexical(t *testing.T) {
 		{"..;/outside/secret.txt", [4]reason.Code{cNF, cNF, cNF, cNF}, false},
 		{"%2e%2e/outside/secret.txt", [4]reason.Code{cNF, cNF, cNF, cNF}, false},
 		{"....//outside/secret.txt", [4]reason.Code{cNF, cNF, cNF, cNF}, false},
-		{"~/.ssh/id_rsa", [4]reason.Code{cNF, cNF, cNF, cNF}, false},
+		{"~/.ssh/id_rsa", [4]reason.Code{cFbd, cFbd, cFbd, cFbd}, false}, // deny-list "id_rsa*"
 		{"file:///etc/passwd", [4]reason.Code{cNF, cNF, cNF, cNF}, false},
 	}
 	for _, tt := range tests {

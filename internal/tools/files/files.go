@@ -1,5 +1,6 @@
 // Package files implements the built-in file tools (list_directory,
-// read_file, write_file, file_info), confined to one workspace directory.
+// read_file, search_files, file_info, write_file, edit_file, move_file,
+// delete_file), confined to one workspace directory.
 //
 // Confinement rests on os.Root (Go 1.24+): every path is resolved relative
 // to a directory file descriptor, ".." and symbolic links are followed only
@@ -11,17 +12,33 @@
 //   - any path that resolves outside the root, including through a symlink
 //     to a sibling whose name has the workspace's name as a prefix
 //     (/tmp/ws -> /tmp/ws-evil; the CVE-2025-53109/53110 class);
-//   - reads and writes of anything that is not a regular file (directories,
-//     devices, FIFOs, sockets) and of regular files with more than one hard
-//     link, which may be the other name of a file outside the workspace.
+//   - reads, writes, edits, moves and deletes of devices, FIFOs and
+//     sockets, and of regular files with more than one hard link, which may
+//     be the other name of a file outside the workspace (directories are
+//     listed, searched, moved and, when empty, deleted; symbolic links are
+//     followed inside the root, except that file_info describes a link,
+//     delete_file removes only the link and move_file refuses to move one);
+//   - names on a configurable deny-list (Config.Deny, default DefaultDeny():
+//     ".env", "*.pem", "id_rsa*", ".git/config", ...), checked against the
+//     path as given and as resolved through links inside the workspace,
+//     for every tool (PATH_FORBIDDEN); search_files skips them;
+//   - every mutating tool (write_file, edit_file, move_file, delete_file)
+//     in a read-only workspace (READ_ONLY).
+//
+// Every file system operation, rename and remove included, goes through
+// the *os.Root (or, for move_file on Linux, through directory descriptors
+// opened with it), so a directory swapped for a symlink during a call
+// cannot make it act outside the root.
 //
 // Reads open first (O_RDONLY|O_NONBLOCK|O_NOCTTY, so a FIFO cannot block
 // and a terminal cannot become the controlling tty) and then check the
-// opened descriptor with fstat; there is no stat-then-open window. Writes go
-// to a fresh temporary file (O_CREATE|O_EXCL) in the target's directory and
-// are renamed over the target; rename never follows the final component, so
-// a racing swap of the target for a symlink or hard link cannot redirect the
-// write outside the workspace.
+// opened descriptor with fstat; there is no stat-then-open window. Writes
+// (write_file, edit_file) open the target's directory once, through the
+// root, go to a fresh temporary file (O_CREATE|O_EXCL) in it and are
+// renamed over the target there; rename never follows the final component,
+// so a racing swap of the target for a symlink or hard link cannot redirect
+// the write, and a racing swap of the directory cannot strand the
+// temporary file.
 //
 // Percent-encodings and backslashes are ordinary file-name characters: the
 // path "%2e%2e%2f" names a file of that name inside the workspace.
@@ -41,6 +58,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"unicode/utf8"
@@ -62,14 +80,27 @@ const (
 	// DefaultMaxListEntries is the default cap on entries returned by one
 	// list_directory call.
 	DefaultMaxListEntries = 1000
+	// DefaultMaxSearchResults is the default cap on matches returned by one
+	// search_files call.
+	DefaultMaxSearchResults = 200
+	// DefaultMaxSearchEntries is the default cap on directory entries one
+	// search_files call examines.
+	DefaultMaxSearchEntries = 20000
+	// DefaultMaxSearchBytes is the default cap on file bytes one
+	// search_files call reads for content matching (16 MiB).
+	DefaultMaxSearchBytes int64 = 16 << 20
 )
 
 // Tool names. They are public contract: clients and policies refer to them.
 const (
 	ToolListDirectory = "list_directory"
 	ToolReadFile      = "read_file"
-	ToolWriteFile     = "write_file"
+	ToolSearchFiles   = "search_files"
 	ToolFileInfo      = "file_info"
+	ToolWriteFile     = "write_file"
+	ToolEditFile      = "edit_file"
+	ToolMoveFile      = "move_file"
+	ToolDeleteFile    = "delete_file"
 )
 
 // maxPathBytes bounds the path argument (bytes). Linux PATH_MAX is 4096.
@@ -111,7 +142,8 @@ type Config struct {
 	// it is made absolute with filepath.Abs. Symbolic links in Root itself
 	// are followed once, when the workspace is opened.
 	Root string
-	// ReadOnly makes write_file refuse every call with reason.ReadOnly.
+	// ReadOnly makes every mutating tool (write_file, edit_file,
+	// move_file, delete_file) refuse every call with reason.ReadOnly.
 	ReadOnly bool
 	// MaxReadBytes caps the bytes returned by one read_file call
 	// (default DefaultMaxReadBytes; negative is an error).
@@ -123,6 +155,25 @@ type Config struct {
 	// (default DefaultMaxListEntries; negative is an error). The result
 	// says "truncated": true when entries were left off.
 	MaxListEntries int
+	// MaxSearchResults, MaxSearchEntries and MaxSearchBytes bound one
+	// search_files call: matches returned, directory entries examined and
+	// file bytes read for content matching (defaults
+	// DefaultMaxSearchResults, DefaultMaxSearchEntries,
+	// DefaultMaxSearchBytes; negative is an error). The result says
+	// "truncated": true and which bound stopped it.
+	MaxSearchResults int
+	MaxSearchEntries int
+	MaxSearchBytes   int64
+	// Deny lists workspace paths no tool may read, list, write, edit,
+	// move or delete, and search_files skips (PATH_FORBIDDEN). A pattern
+	// without '/' is a path.Match glob matched against every component of
+	// a path ("*.pem" covers "a/key.pem" and everything under a directory
+	// "x.pem/"); one with '/' is matched component by component from the
+	// workspace root and covers what lies below (".git/config",
+	// ".git/hooks"). Matching ignores case. "**", absolute patterns and
+	// "."/".." components are invalid (ErrInvalidConfig). Nil means
+	// DefaultDeny(); an empty, non-nil slice disables the deny-list.
+	Deny []string
 }
 
 // Workspace is an open workspace directory. Its methods and tools are safe
@@ -130,6 +181,7 @@ type Config struct {
 type Workspace struct {
 	root *os.Root
 	cfg  Config
+	deny []denyRule // compiled cfg.Deny
 	// escapeErr is os.Root's (unexported) "path escapes from parent"
 	// sentinel, captured in New so errors.Is can recognise it.
 	escapeErr error
@@ -150,9 +202,21 @@ func New(cfg Config) (*Workspace, error) {
 	if strings.IndexByte(cfg.Root, 0) >= 0 {
 		return nil, fmt.Errorf("%w: Root contains NUL", ErrInvalidConfig)
 	}
-	if cfg.MaxReadBytes < 0 || cfg.MaxWriteBytes < 0 || cfg.MaxListEntries < 0 {
-		return nil, fmt.Errorf("%w: negative limit (MaxReadBytes=%d MaxWriteBytes=%d MaxListEntries=%d)",
-			ErrInvalidConfig, cfg.MaxReadBytes, cfg.MaxWriteBytes, cfg.MaxListEntries)
+	if cfg.MaxReadBytes < 0 || cfg.MaxWriteBytes < 0 || cfg.MaxListEntries < 0 ||
+		cfg.MaxSearchResults < 0 || cfg.MaxSearchEntries < 0 || cfg.MaxSearchBytes < 0 {
+		return nil, fmt.Errorf("%w: negative limit (MaxReadBytes=%d MaxWriteBytes=%d MaxListEntries=%d "+
+			"MaxSearchResults=%d MaxSearchEntries=%d MaxSearchBytes=%d)",
+			ErrInvalidConfig, cfg.MaxReadBytes, cfg.MaxWriteBytes, cfg.MaxListEntries,
+			cfg.MaxSearchResults, cfg.MaxSearchEntries, cfg.MaxSearchBytes)
+	}
+	if cfg.Deny == nil {
+		cfg.Deny = DefaultDeny()
+	} else {
+		cfg.Deny = slices.Clone(cfg.Deny)
+	}
+	deny, err := compileDeny(cfg.Deny)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if cfg.MaxReadBytes == 0 {
 		cfg.MaxReadBytes = DefaultMaxReadBytes
@@ -162,6 +226,15 @@ func New(cfg Config) (*Workspace, error) {
 	}
 	if cfg.MaxListEntries == 0 {
 		cfg.MaxListEntries = DefaultMaxListEntries
+	}
+	if cfg.MaxSearchResults == 0 {
+		cfg.MaxSearchResults = DefaultMaxSearchResults
+	}
+	if cfg.MaxSearchEntries == 0 {
+		cfg.MaxSearchEntries = DefaultMaxSearchEntries
+	}
+	if cfg.MaxSearchBytes == 0 {
+		cfg.MaxSearchBytes = DefaultMaxSearchBytes
 	}
 	abs, err := filepath.Abs(cfg.Root)
 	if err != nil {
@@ -186,7 +259,7 @@ func New(cfg Config) (*Workspace, error) {
 		root.Close()
 		return nil, fmt.Errorf("%w: %w", ErrRoot, err)
 	}
-	return &Workspace{root: root, cfg: cfg, escapeErr: escapeErr}, nil
+	return &Workspace{root: root, cfg: cfg, deny: deny, escapeErr: escapeErr}, nil
 }
 
 // probeEscapeError returns the error value os.Root wraps in a *PathError
@@ -206,14 +279,20 @@ func probeEscapeError(root *os.Root) (error, error) {
 // Close closes the workspace root. Calls in flight finish; later calls fail.
 func (w *Workspace) Close() error { return w.root.Close() }
 
-// Tools returns the four file tools, in this order: list_directory,
-// read_file, write_file, file_info.
+// Tools returns the eight file tools, in this order: list_directory,
+// read_file, write_file, file_info (the original four, order kept),
+// search_files, edit_file, move_file, delete_file. In a read-only
+// workspace the mutating tools are still listed and refuse every call.
 func (w *Workspace) Tools() []tool.Tool {
 	return []tool.Tool{
 		&tool.Func{Def: listDirectoryDef(), Fn: w.listDirectory},
 		&tool.Func{Def: readFileDef(), Fn: w.readFile},
 		&tool.Func{Def: writeFileDef(), Fn: w.writeFile},
 		&tool.Func{Def: fileInfoDef(), Fn: w.fileInfo},
+		&tool.Func{Def: searchFilesDef(), Fn: w.searchFiles},
+		&tool.Func{Def: editFileDef(), Fn: w.editFile},
+		&tool.Func{Def: moveFileDef(), Fn: w.moveFile},
+		&tool.Func{Def: deleteFileDef(), Fn: w.deleteFile},
 	}
 }
 

@@ -120,6 +120,17 @@ func TestNewConfig(t *testing.T) {
 		{"negative MaxReadBytes", Config{Root: dir, MaxReadBytes: -1}, ErrInvalidConfig},
 		{"negative MaxWriteBytes", Config{Root: dir, MaxWriteBytes: -1}, ErrInvalidConfig},
 		{"negative MaxListEntries", Config{Root: dir, MaxListEntries: -1}, ErrInvalidConfig},
+		{"negative MaxSearchResults", Config{Root: dir, MaxSearchResults: -1}, ErrInvalidConfig},
+		{"negative MaxSearchEntries", Config{Root: dir, MaxSearchEntries: -1}, ErrInvalidConfig},
+		{"negative MaxSearchBytes", Config{Root: dir, MaxSearchBytes: -1}, ErrInvalidConfig},
+		{"empty deny pattern", Config{Root: dir, Deny: []string{""}}, ErrInvalidConfig},
+		{"absolute deny pattern", Config{Root: dir, Deny: []string{"/etc/x"}}, ErrInvalidConfig},
+		{"dotdot deny pattern", Config{Root: dir, Deny: []string{"a/../b"}}, ErrInvalidConfig},
+		{"empty deny component", Config{Root: dir, Deny: []string{"a//b"}}, ErrInvalidConfig},
+		{"doublestar deny pattern", Config{Root: dir, Deny: []string{"**/.env"}}, ErrInvalidConfig},
+		{"malformed deny pattern", Config{Root: dir, Deny: []string{"[a"}}, ErrInvalidConfig},
+		{"NUL deny pattern", Config{Root: dir, Deny: []string{"a\x00"}}, ErrInvalidConfig},
+		{"no deny-list", Config{Root: dir, Deny: []string{}}, nil},
 		{"missing dir", Config{Root: filepath.Join(dir, "nope")}, ErrRoot},
 		{"not a directory", Config{Root: file}, ErrRoot},
 		{"ok", Config{Root: dir}, nil},
@@ -151,10 +162,14 @@ func TestNewDefaultsAndAbsoluteRoot(t *testing.T) {
 	}
 	defer w.Close()
 	want := Config{
-		Root:           filepath.Join(dir, "ws"),
-		MaxReadBytes:   DefaultMaxReadBytes,
-		MaxWriteBytes:  DefaultMaxWriteBytes,
-		MaxListEntries: DefaultMaxListEntries,
+		Root:             filepath.Join(dir, "ws"),
+		MaxReadBytes:     DefaultMaxReadBytes,
+		MaxWriteBytes:    DefaultMaxWriteBytes,
+		MaxListEntries:   DefaultMaxListEntries,
+		MaxSearchResults: DefaultMaxSearchResults,
+		MaxSearchEntries: DefaultMaxSearchEntries,
+		MaxSearchBytes:   DefaultMaxSearchBytes,
+		Deny:             DefaultDeny(),
 	}
 	if diff := cmp.Diff(want, w.cfg); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -178,6 +193,10 @@ func TestToolDefinitions(t *testing.T) {
 		{ToolReadFile, tool.Low, true, false, []string{"path"}, []string{"limit", "offset", "path"}},
 		{ToolWriteFile, tool.Medium, false, true, []string{"content", "path"}, []string{"content", "path"}},
 		{ToolFileInfo, tool.Low, true, false, []string{"path"}, []string{"path"}},
+		{ToolSearchFiles, tool.Low, true, false, []string{"path", "pattern"}, []string{"content", "path", "pattern"}},
+		{ToolEditFile, tool.Medium, false, true, []string{"new_text", "old_text", "path"}, []string{"new_text", "old_text", "path"}},
+		{ToolMoveFile, tool.Medium, false, false, []string{"destination", "source"}, []string{"destination", "source"}},
+		{ToolDeleteFile, tool.High, false, true, []string{"path"}, []string{"path"}},
 	}
 	var got []def
 	for _, tl := range w.Tools() {

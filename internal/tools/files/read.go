@@ -98,8 +98,10 @@ type pathArgs struct {
 
 // listDirectory implements list_directory.
 //
-// Arguments: {"path": string}. Result: Text has one line per entry
-// ("dir  name/", "file name 123", "link name@", "other name"); Structured
+// Arguments: {"path": string}, checked by checkPath (a deny-listed
+// directory, or a link to one, is PATH_FORBIDDEN). Deny-listed entries of
+// a listed directory are shown by name only, like every entry. Result:
+// Text has one line per entry ("dir  name/", "file name 123", "link name@", "other name"); Structured
 // is {"path": string, "entries": [{"name", "type", "size"}], "truncated":
 // bool}, entries sorted by name (byte order) and cut to MaxListEntries.
 // size is the byte size for files and 0 otherwise. Symlinks are listed, not
@@ -114,7 +116,7 @@ func (w *Workspace) listDirectory(ctx context.Context, raw json.RawMessage) (*to
 	if te := decodeArgs(raw, &a, "path"); te != nil {
 		return nil, te
 	}
-	rel, te := cleanPath(a.Path)
+	rel, _, te := w.checkPath(a.Path, true)
 	if te != nil {
 		return nil, te
 	}
@@ -196,10 +198,12 @@ type readArgs struct {
 // readFile implements read_file.
 //
 // Arguments: {"path": string, "offset"?: integer >= 0 (bytes), "limit"?:
-// integer >= 1 (bytes, capped at MaxReadBytes)}. The file is opened first
-// (non-blocking, through the root) and the open descriptor is checked with
-// fstat: it must be a regular file with one hard link (else
-// PATH_FORBIDDEN). Result: Text is the bytes read when they are valid
+// integer >= 1 (bytes, capped at MaxReadBytes)}. The path is checked by
+// checkPath (deny-list, following links inside the root); the file is
+// then opened (non-blocking, through the root) and the open descriptor is
+// checked with fstat: it must be a regular file with one hard link and,
+// with a deny-list, the very file checkPath approved (sameFile); else
+// PATH_FORBIDDEN. Result: Text is the bytes read when they are valid
 // UTF-8; otherwise Text says so and Structured["content_base64"] holds them.
 // Structured is {"path", "size" (bytes, at open), "offset", "bytes_read",
 // "eof" (the bytes read reach the end of the file), "truncated" (the
@@ -214,7 +218,7 @@ func (w *Workspace) readFile(ctx context.Context, raw json.RawMessage) (*tool.Re
 	if te := decodeArgs(raw, &a, "path", "offset", "limit"); te != nil {
 		return nil, te
 	}
-	rel, te := cleanPath(a.Path)
+	rel, canon, te := w.checkPath(a.Path, true)
 	if te != nil {
 		return nil, te
 	}
@@ -245,6 +249,9 @@ func (w *Workspace) readFile(ctx context.Context, raw json.RawMessage) (*tool.Re
 		return nil, w.fsError(rel, err)
 	}
 	if te := checkRegular(rel, fi); te != nil {
+		return nil, te
+	}
+	if te := w.sameFile(a.Path, canon, fi); te != nil {
 		return nil, te
 	}
 	if strings.HasSuffix(a.Path, "/") { // "file/" names a directory
@@ -287,9 +294,12 @@ func (w *Workspace) readFile(ctx context.Context, raw json.RawMessage) (*tool.Re
 
 // fileInfo implements file_info.
 //
-// Arguments: {"path": string}. It uses lstat, so a symlink is reported as
-// type "symlink" and never followed for its metadata; a symlink that
-// resolves outside the workspace is refused (PATH_OUTSIDE_WORKSPACE).
+// Arguments: {"path": string}, checked by checkPath without following
+// the last component (a deny-listed name is PATH_FORBIDDEN; a link to a
+// deny-listed file is described as a link). It uses lstat, so a symlink is
+// reported as type "symlink" and never followed for its metadata; a
+// symlink that resolves outside the workspace is refused
+// (PATH_OUTSIDE_WORKSPACE).
 // Special files (devices, FIFOs, sockets) and regular files with more than
 // one hard link are refused (PATH_FORBIDDEN), as read_file and write_file
 // refuse them. Result: Structured is {"path", "type" ("file", "dir",
@@ -303,7 +313,7 @@ func (w *Workspace) fileInfo(ctx context.Context, raw json.RawMessage) (*tool.Re
 	if te := decodeArgs(raw, &a, "path"); te != nil {
 		return nil, te
 	}
-	rel, te := cleanPath(a.Path)
+	rel, _, te := w.checkPath(a.Path, false)
 	if te != nil {
 		return nil, te
 	}

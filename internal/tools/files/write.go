@@ -26,8 +26,9 @@ type writeArgs struct {
 // Arguments: {"path": string, "content": string}. Refusals, in order:
 // READ_ONLY (Config.ReadOnly, before the arguments are read),
 // INVALID_ARGUMENTS, TOO_LARGE (content longer than MaxWriteBytes bytes),
-// then the path checks of cleanPath. The existing target, if any, must be a
-// regular file with one hard link: a directory, special file or symlink is
+// then the path checks of checkPath (cleanPath and the deny-list,
+// PATH_FORBIDDEN). The existing target, if any, must be a regular file
+// with one hard link: a directory, special file or symlink is
 // PATH_FORBIDDEN (a symlink resolving outside is PATH_OUTSIDE_WORKSPACE).
 // The parent directory must exist (NOT_FOUND; no implicit mkdir).
 //
@@ -43,7 +44,7 @@ type writeArgs struct {
 // "bytes_written", "created" (bool)}.
 func (w *Workspace) writeFile(ctx context.Context, raw json.RawMessage) (*tool.Result, error) {
 	if w.cfg.ReadOnly {
-		return nil, tool.Errorf(reason.ReadOnly, nil, "%s", reason.Message(reason.ReadOnly))
+		return nil, readOnlyError()
 	}
 	if te := ctxError(ctx); te != nil {
 		return nil, te
@@ -59,21 +60,21 @@ func (w *Workspace) writeFile(ctx context.Context, raw json.RawMessage) (*tool.R
 		return nil, tool.Errorf(reason.TooLarge, fmt.Errorf("content %d bytes > limit %d", n, w.cfg.MaxWriteBytes),
 			"content is %d bytes; the limit is %d bytes", n, w.cfg.MaxWriteBytes)
 	}
-	rel, te := cleanPath(a.Path)
+	rel, _, te := w.checkPath(a.Path, true)
 	if te != nil {
 		return nil, te
 	}
 	if rel == "." {
 		return nil, tool.Errorf(reason.PathForbidden, fmt.Errorf("%w: workspace root", errNotRegular), "%q: is a directory", clip(a.Path))
 	}
-	perm, exists, te := w.checkWriteTarget(rel)
+	old, te := w.checkWriteTarget(rel)
 	if te != nil {
 		return nil, te
 	}
 	if strings.HasSuffix(a.Path, "/") { // "file/" names a directory
 		return nil, tool.Errorf(reason.PathForbidden, errTrailingDir, "%q: not a regular file", clip(a.Path))
 	}
-	if err := w.replace(ctx, rel, []byte(*a.Content), perm, exists); err != nil {
+	if err := w.replace(ctx, rel, []byte(*a.Content), old, nil); err != nil {
 		return nil, err
 	}
 	n := len(*a.Content)
@@ -82,51 +83,76 @@ func (w *Workspace) writeFile(ctx context.Context, raw json.RawMessage) (*tool.R
 		Structured: map[string]any{
 			"path":          rel,
 			"bytes_written": n,
-			"created":       !exists,
+			"created":       old == nil,
 		},
 	}, nil
 }
 
+// readOnlyError is the refusal of every mutating tool in a read-only
+// workspace (Config.ReadOnly), given before the arguments are read.
+func readOnlyError() *tool.Error {
+	return tool.Errorf(reason.ReadOnly, nil, "%s", reason.Message(reason.ReadOnly))
+}
+
 // checkWriteTarget lstats rel and decides whether it may be replaced. It
-// returns the permission bits to give the new file and whether the target
-// exists. A missing target is fine here (a missing parent is reported when
-// the temporary file is created).
-func (w *Workspace) checkWriteTarget(rel string) (fs.FileMode, bool, *tool.Error) {
+// returns the target's lstat, or nil if it does not exist. A missing
+// target is fine here (a missing parent is reported when the temporary
+// file is created).
+func (w *Workspace) checkWriteTarget(rel string) (fs.FileInfo, *tool.Error) {
 	li, err := w.root.Lstat(rel)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return 0o644, false, nil
+		return nil, nil
 	case err != nil:
-		return 0, false, w.fsError(rel, err)
+		return nil, w.fsError(rel, err)
 	}
 	switch fileType(li.Mode()) {
 	case typeSymlink:
 		if _, err := w.root.Stat(rel); err != nil && errors.Is(err, w.escapeErr) {
-			return 0, false, w.fsError(rel, err)
+			return nil, w.fsError(rel, err)
 		}
-		return 0, false, tool.Errorf(reason.PathForbidden, errSymlink,
+		return nil, tool.Errorf(reason.PathForbidden, errSymlink,
 			"%q: is a symbolic link; write to its target instead", clip(rel))
 	case typeDir:
-		return 0, false, tool.Errorf(reason.PathForbidden, fmt.Errorf("%w: is a directory", errNotRegular),
+		return nil, tool.Errorf(reason.PathForbidden, fmt.Errorf("%w: is a directory", errNotRegular),
 			"%q: is a directory", clip(rel))
 	}
 	if te := checkRegular(rel, li); te != nil {
-		return 0, false, te
+		return nil, te
 	}
-	return li.Mode().Perm(), true, nil
+	return li, nil
 }
 
 // replace writes data to a temporary file beside rel and renames it over
-// rel. Every step goes through the root, so no step can leave it. The
-// temporary file is removed on any failure.
-func (w *Workspace) replace(ctx context.Context, rel string, data []byte, perm fs.FileMode, exists bool) (err error) {
-	dir := path.Dir(rel)
-	tmp := path.Join(dir, tempPrefix+rand.Text())
-	f, err := w.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+// rel. old is the target's lstat (nil when it does not exist): an existing
+// target's permission bits are kept. precheck, if not nil, runs last
+// before the rename, with the parent directory and the target's name in
+// it, and may veto the rename.
+//
+// The parent directory is opened once, through the root, as a Root of its
+// own (os.Root.OpenRoot): creating the temporary file, the rename and the
+// clean-up all act on single names in that one directory. If the
+// directory's path is swapped for a link (inside or out) during the call,
+// the file still lands where it was created, and the temporary file can
+// still be removed. The temporary file is removed on any failure.
+func (w *Workspace) replace(ctx context.Context, rel string, data []byte, old fs.FileInfo,
+	precheck func(dir *os.Root, name string) *tool.Error) (err error) {
+	perm, exists := fs.FileMode(0o644), old != nil
+	if exists {
+		perm = old.Mode().Perm()
+	}
+	dir, name := path.Dir(rel), path.Base(rel)
+	d, err := w.root.OpenRoot(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			return tool.Errorf(reason.NotFound, err, "%q: parent directory does not exist", clip(dir))
 		}
+		return w.fsError(rel, err)
+	}
+	defer d.Close()
+	tmp := tempPrefix + rand.Text()
+	f, err := d.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
 		return w.fsError(rel, err)
 	}
 	closed := false
@@ -138,7 +164,7 @@ func (w *Workspace) replace(ctx context.Context, rel string, data []byte, perm f
 			f.Close()
 		}
 		// Best effort: the rename did not happen, so tmp is still ours.
-		if rmErr := w.root.Remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
+		if rmErr := d.Remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
 			if te, ok := tool.AsError(err); ok {
 				te.Err = errors.Join(te.Err, fmt.Errorf("removing temporary file: %w", rmErr))
 			}
@@ -163,20 +189,28 @@ func (w *Workspace) replace(ctx context.Context, rel string, data []byte, perm f
 		return w.fsError(rel, err)
 	}
 	if w.beforeRename != nil {
-		if err := w.beforeRename(tmp); err != nil {
+		if err := w.beforeRename(path.Join(dir, tmp)); err != nil {
 			return tool.Errorf(reason.ToolFailed, err, "%s", reason.Message(reason.ToolFailed))
 		}
 	}
 	if te := ctxError(ctx); te != nil { // last chance to back out
 		return te
 	}
-	if err := w.root.Rename(tmp, rel); err != nil {
+	if precheck != nil {
+		if te := precheck(d, name); te != nil {
+			return te
+		}
+	}
+	if err := d.Rename(tmp, name); err != nil {
 		if errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENOTEMPTY) {
 			return tool.Errorf(reason.PathForbidden, err, "%q: is a directory", clip(rel))
 		}
 		return w.fsError(rel, err)
 	}
-	w.syncDir(dir)
+	if df, err := d.OpenFile(".", openReadFlags, 0); err == nil { // best effort: make the rename durable
+		_ = df.Sync()
+		df.Close()
+	}
 	return nil
 }
 
