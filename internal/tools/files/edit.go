@@ -114,7 +114,7 @@ func (w *Workspace) editFile(ctx context.Context, raw json.RawMessage) (*tool.Re
 		return nil, tool.Errorf(reason.NotFound, errors.New("old_text not found"), "old_text not found in %q; nothing was changed", q)
 	}
 	n := bytes.Count(data, oldText) // non-overlapping
-	if n == 1 && bytes.Index(data[at+1:], oldText) >= 0 {
+	if n == 1 && bytes.Contains(data[at+1:], oldText) {
 		n = 2 // "aa" in "aaa": an overlapping second occurrence is just as ambiguous
 	}
 	if n > 1 {
