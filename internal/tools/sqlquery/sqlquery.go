@@ -92,6 +92,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -472,8 +473,10 @@ func cleanPath(p string) (string, error) {
 // fsError maps an error of opening or reading a workspace file.
 func (t *Tool) fsError(client string, err error) error {
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 		return tool.Errorf(reason.NotFound, err, "%q: database not found", clip(client, 200))
+	case errors.Is(err, syscall.ENAMETOOLONG):
+		return tool.Errorf(reason.InvalidArguments, err, "%q: a path component is too long", clip(client, 200))
 	case errors.Is(err, t.escapeErr):
 		return tool.Errorf(reason.PathOutsideWorkspace, err, "%q: %s", clip(client, 200), reason.Message(reason.PathOutsideWorkspace))
 	case errors.Is(err, errNotRegular), errors.Is(err, errHardLink), isLoop(err):
