@@ -66,6 +66,9 @@ const (
 	ApprovalDeny    Type = "approval.deny"    // an approver denied a request
 	ApprovalExpire  Type = "approval.expire"  // a pending or unused approved request expired
 	ApprovalConsume Type = "approval.consume" // an approved request was used by the identical call (single use)
+
+	AdminSecretSet    Type = "admin.secret.set"    // a secret was stored or replaced (never its value)
+	AdminSecretDelete Type = "admin.secret.delete" // a secret was deleted
 )
 
 // Types lists every event type Portcullis emits.
@@ -79,6 +82,7 @@ var Types = []Type{
 	AdminPolicyTest, AuditCheckpoint, AuditPrune, AuditExport,
 	LimitRate, LimitConcurrency, LimitQuota, QuarantineCreate, QuarantineRelease, QuarantineRefused,
 	ApprovalRequest, ApprovalGrant, ApprovalDeny, ApprovalExpire, ApprovalConsume,
+	AdminSecretSet, AdminSecretDelete,
 }
 
 // codes are the stable numeric event codes (for SIEM rules that match on
@@ -92,6 +96,7 @@ var codes = map[Type]int{
 	AdminDenied: 400, AdminUserCreate: 410, AdminUserGrant: 411, AdminUserDisable: 412, AdminUserEnable: 413,
 	AdminUserRevoke: 414, AdminRoleCreate: 420, AdminRoleGrant: 421, AdminRoleRevoke: 422,
 	AdminKeyCreate: 430, AdminKeyRevoke: 431, AdminKeyRotate: 432, AdminPolicyReload: 440, AdminPolicyTest: 441,
+	AdminSecretSet: 450, AdminSecretDelete: 451,
 	AuditCheckpoint: 500, AuditPrune: 501, AuditExport: 502,
 	LimitRate: 600, LimitConcurrency: 601, LimitQuota: 602,
 	QuarantineCreate: 700, QuarantineRelease: 701, QuarantineRefused: 702,

@@ -27,6 +27,7 @@ const (
 	AuditChainKey       = "audit-chain.key"       // HMAC key of the audit hash chain
 	AuditSigningKey     = "audit-signing.key"     // Ed25519 seed that signs audit checkpoints
 	AuditCheckpointFile = "audit-checkpoint.json" // the latest signed checkpoint
+	SecretsKey          = "secrets.key"           // AES-256 key of the secrets store
 )
 
 // Ensure creates dir (and parents) with mode 0700 if missing and checks
