@@ -9,11 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/portcullis/portcullis/internal/reason"
 	"github.com/portcullis/portcullis/internal/sandbox"
 	"github.com/portcullis/portcullis/internal/tool"
+	"github.com/portcullis/portcullis/internal/tools/sandboxed"
 )
 
 // hardening are the -c options of every git command (see the package
@@ -315,80 +315,17 @@ func (t *Tools) log(ctx context.Context, raw json.RawMessage) (*tool.Result, err
 // TIMEOUT, CANCELLED, SANDBOX_VIOLATION, NOT_FOUND (git's "not a git
 // repository") or NON_ZERO_EXIT.
 func toResult(res *sandbox.Result, step string) *tool.Result {
-	stdout, stderr := text(res.Stdout), text(res.Stderr)
-	violations := make([]map[string]any, 0, len(res.Violations))
-	for _, v := range res.Violations {
-		violations = append(violations, map[string]any{"code": string(v.Code), "detail": v.Detail})
-	}
-	structured := map[string]any{
-		"step":             step,
-		"exit_code":        res.ExitCode,
-		"stdout":           stdout,
-		"stderr":           stderr,
-		"stdout_truncated": res.StdoutTruncated,
-		"stderr_truncated": res.StderrTruncated,
-		"duration_ms":      res.WallTime.Milliseconds(),
-		"cpu_ms":           res.CPUTime.Milliseconds(),
-		"violations":       violations,
-	}
-	if res.Signal != "" {
-		structured["signal"] = res.Signal
-	}
-	var b strings.Builder
-	b.WriteString(stdout)
-	if stderr != "" {
-		if b.Len() > 0 && !strings.HasSuffix(stdout, "\n") {
-			b.WriteByte('\n')
-		}
-		b.WriteString("[stderr]\n")
-		b.WriteString(stderr)
-	}
-	out := &tool.Result{Text: b.String(), Structured: structured, CPUTime: res.CPUTime}
-	var code reason.Code
-	switch {
-	case res.Has(sandbox.ViolationWallTimeout) || res.Has(sandbox.ViolationCPUTimeout):
-		code = reason.Timeout
-	case res.Has(sandbox.ViolationCancelled):
-		code = reason.Cancelled
-	case res.ExitCode != 0 && len(res.Violations) > 0 && !res.Has(sandbox.ViolationOutputTrunc):
-		code = reason.SandboxViolation
-	case (res.ExitCode == 128 || res.ExitCode == 129) && strings.Contains(strings.ToLower(stderr), "not a git repository"):
-		code = reason.NotFound
-	case res.ExitCode != 0:
-		code = reason.NonZeroExit
-	}
-	if code != "" {
-		out.IsError = true
-		out.Code = code
-		if len(res.Violations) > 0 {
-			structured["violation"] = string(res.Violations[0].Code)
-		}
-		msg := reason.Message(code)
-		if code == reason.NotFound {
-			msg = "workspace is not a git repository"
-		}
-		if out.Text == "" {
-			out.Text = msg
-		} else {
-			out.Text = msg + "\n" + out.Text
-		}
-		details := []string{"step " + step}
-		for _, v := range res.Violations {
-			details = append(details, string(v.Code)+": "+v.Detail)
-		}
-		out.Detail = strings.Join(details, "; ")
-		structured["code"] = string(code)
-	}
-	return out
+	return sandboxed.Result(res, sandboxed.Options{Extra: map[string]any{"step": step}, DetailPrefix: "step " + step,
+		Classify: func(res *sandbox.Result, stderr string) (reason.Code, string) {
+			if (res.ExitCode == 128 || res.ExitCode == 129) && strings.Contains(strings.ToLower(stderr), "not a git repository") {
+				return reason.NotFound, "workspace is not a git repository"
+			}
+			return "", ""
+		}})
 }
 
 // text returns b as a string, replacing invalid UTF-8.
-func text(b []byte) string {
-	if utf8.Valid(b) {
-		return string(b)
-	}
-	return strings.ToValidUTF8(string(b), "\uFFFD")
-}
+func text(b []byte) string { return sandboxed.Text(b) }
 
 // firstLine returns the first line of b, trimmed.
 func firstLine(b []byte) string {

@@ -27,13 +27,13 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/jsonschema-go/jsonschema"
 
 	"github.com/portcullis/portcullis/internal/reason"
 	"github.com/portcullis/portcullis/internal/sandbox"
 	"github.com/portcullis/portcullis/internal/tool"
+	"github.com/portcullis/portcullis/internal/tools/sandboxed"
 )
 
 // Interpreter is a resolved CPython installation.
@@ -265,74 +265,7 @@ var policyDescription = map[CodePolicy]string{
 	CodePolicyLegacy: "",
 }
 
-func toResult(res *sandbox.Result) *tool.Result {
-	stdout, stderr := text(res.Stdout), text(res.Stderr)
-	violations := make([]map[string]any, 0, len(res.Violations))
-	for _, v := range res.Violations {
-		violations = append(violations, map[string]any{"code": string(v.Code), "detail": v.Detail})
-	}
-	structured := map[string]any{
-		"exit_code":        res.ExitCode,
-		"stdout":           stdout,
-		"stderr":           stderr,
-		"stdout_truncated": res.StdoutTruncated,
-		"stderr_truncated": res.StderrTruncated,
-		"duration_ms":      res.WallTime.Milliseconds(),
-		"cpu_ms":           res.CPUTime.Milliseconds(),
-		"violations":       violations,
-	}
-	if res.Signal != "" {
-		structured["signal"] = res.Signal
-	}
-	var b strings.Builder
-	b.WriteString(stdout)
-	if stderr != "" {
-		if b.Len() > 0 && !strings.HasSuffix(stdout, "\n") {
-			b.WriteByte('\n')
-		}
-		b.WriteString("[stderr]\n")
-		b.WriteString(stderr)
-	}
-	out := &tool.Result{Text: b.String(), Structured: structured, CPUTime: res.CPUTime}
-	var code reason.Code
-	switch {
-	case res.Has(sandbox.ViolationWallTimeout) || res.Has(sandbox.ViolationCPUTimeout):
-		code = reason.Timeout
-	case res.Has(sandbox.ViolationCancelled):
-		code = reason.Cancelled
-	case res.ExitCode != 0 && len(res.Violations) > 0 && !res.Has(sandbox.ViolationOutputTrunc):
-		code = reason.SandboxViolation
-	case res.ExitCode != 0:
-		code = reason.NonZeroExit
-	}
-	if code != "" {
-		out.IsError = true
-		out.Code = code
-		if len(res.Violations) > 0 {
-			structured["violation"] = string(res.Violations[0].Code)
-		}
-		if out.Text == "" {
-			out.Text = reason.Message(code)
-		} else {
-			out.Text = reason.Message(code) + "\n" + out.Text
-		}
-		var details []string
-		for _, v := range res.Violations {
-			details = append(details, string(v.Code)+": "+v.Detail)
-		}
-		out.Detail = strings.Join(details, "; ")
-	}
-	structured["code"] = string(code)
-	if code == "" {
-		delete(structured, "code")
-	}
-	return out
-}
+func toResult(res *sandbox.Result) *tool.Result { return sandboxed.Result(res, sandboxed.Options{}) }
 
 // text returns b as a string, replacing invalid UTF-8.
-func text(b []byte) string {
-	if utf8.Valid(b) {
-		return string(b)
-	}
-	return strings.ToValidUTF8(string(b), "\uFFFD")
-}
+func text(b []byte) string { return sandboxed.Text(b) }
