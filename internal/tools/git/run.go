@@ -325,7 +325,6 @@ func toResult(res *sandbox.Result, step string) *tool.Result {
 }
 
 // text returns b as a string, replacing invalid UTF-8.
-func text(b []byte) string { return sandboxed.Text(b) }
 
 // firstLine returns the first line of b, trimmed.
 func firstLine(b []byte) string {
