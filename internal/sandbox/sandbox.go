@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"time"
 )
@@ -193,6 +194,22 @@ type Spec struct {
 	Limits        Limits
 	Network       Network
 	Level         Level
+	// Stdio, when set, connects the program's standard streams to the
+	// caller for the whole run, for long-lived programs that talk over them
+	// (an upstream MCP server on stdio): Stdin is copied to the program
+	// until it returns io.EOF (then the program's stdin is closed), and
+	// the program's stdout and stderr are copied to Stdout and Stderr
+	// unbuffered and uncapped (the caller bounds what it keeps). Spec.Stdin
+	// must be empty and Result.Stdout/Stderr stay empty.
+	Stdio *Stdio
+}
+
+// Stdio is a run's standard streams, see Spec.Stdio. Stdout and Stderr
+// must be set; Stdin may be nil (an empty input).
+type Stdio struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
 }
 
 // ViolationCode names a limit or rule that a run hit.
@@ -274,6 +291,9 @@ func (s *Spec) Validate() error {
 		if m.Source == "" || m.Source[0] != '/' || (m.Target != "" && m.Target[0] != '/') {
 			return fmt.Errorf("%w: mount paths must be absolute: %q -> %q", ErrInvalidSpec, m.Source, m.Target)
 		}
+	}
+	if s.Stdio != nil && (s.Stdio.Stdout == nil || s.Stdio.Stderr == nil || len(s.Stdin) > 0) {
+		return fmt.Errorf("%w: streamed stdio needs Stdout and Stderr writers and no Spec.Stdin", ErrInvalidSpec)
 	}
 	switch s.Network.Mode {
 	case "", NetworkNone:

@@ -3,6 +3,7 @@
 package native
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -786,18 +787,26 @@ func (ip *initProc) run(ctx context.Context, r *Runtime, spec *sandbox.Spec, lev
 	// needs to wait for).
 	defer func() { r.reap(ip) }()
 	start := time.Now()
-	go func() {
-		_, _ = ip.ctl.Write(append(line, '\n'))
-		_, _ = ip.stdin.Write(spec.Stdin)
-		ip.stdin.Close()
-	}()
 	stdout := &cappedBuffer{max: limits.OutputBytes}
 	stderr := &cappedBuffer{max: limits.OutputBytes}
+	var outW, errW io.Writer = stdout, stderr
+	var in io.Reader = bytes.NewReader(spec.Stdin)
+	if spec.Stdio != nil {
+		outW, errW = spec.Stdio.Stdout, spec.Stdio.Stderr
+		if spec.Stdio.Stdin != nil {
+			in = spec.Stdio.Stdin
+		}
+	}
+	go func() {
+		_, _ = ip.ctl.Write(append(line, '\n'))
+		_, _ = io.Copy(ip.stdin, in)
+		ip.stdin.Close()
+	}()
 	var copies sync.WaitGroup
 	for _, c := range []struct {
-		dst *cappedBuffer
+		dst io.Writer
 		src *os.File
-	}{{stdout, ip.stdout}, {stderr, ip.stderr}} {
+	}{{outW, ip.stdout}, {errW, ip.stderr}} {
 		copies.Add(1)
 		go func() {
 			defer copies.Done()

@@ -3,8 +3,12 @@
 package native
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -337,5 +341,47 @@ print(st["Seccomp"].strip(), resource.getrlimit(resource.RLIMIT_AS)[0])
 	rt.cfg.AllowDegraded = false
 	if _, err := rt.Run(context.Background(), pySpec("pass")); !errors.Is(err, sandbox.ErrUnavailable) {
 		t.Errorf("without cgroups and without AllowDegraded: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestStreamedStdio: a long-lived program talks over its standard streams
+// for the whole run (an MCP server on stdio): each line written reaches it
+// and its answer comes back before stdin closes; closing stdin ends it.
+func TestStreamedStdio(t *testing.T) {
+	rt := newRuntime(t)
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	var stderr bytes.Buffer
+	spec := &sandbox.Spec{Argv: []string{"/bin/cat"}, Level: sandbox.LevelStrict,
+		Limits: sandbox.Limits{WallTime: time.Minute},
+		Stdio:  &sandbox.Stdio{Stdin: inR, Stdout: outW, Stderr: &stderr}}
+	done := make(chan *sandbox.Result, 1)
+	go func() {
+		res, err := rt.Run(t.Context(), spec)
+		if err != nil {
+			t.Error(err)
+		}
+		outW.Close()
+		done <- res
+	}()
+	br := bufio.NewReader(outR)
+	for i := range 3 {
+		line := fmt.Sprintf("line %d\n", i)
+		if _, err := io.WriteString(inW, line); err != nil {
+			t.Fatal(err)
+		}
+		got, err := br.ReadString('\n')
+		if err != nil || got != line {
+			t.Fatalf("echo %d: got %q, %v; want %q", i, got, err, line)
+		}
+	}
+	inW.Close()
+	res := <-done
+	if res == nil || res.ExitCode != 0 || len(res.Stdout) != 0 {
+		t.Fatalf("result %+v: want exit 0 and nothing buffered", res)
+	}
+	if err := (&sandbox.Spec{Argv: []string{"/bin/cat"}, Stdin: []byte("x"),
+		Stdio: &sandbox.Stdio{Stdout: io.Discard, Stderr: io.Discard}}).Validate(); err == nil {
+		t.Error("Stdio with Spec.Stdin accepted")
 	}
 }
