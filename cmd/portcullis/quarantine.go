@@ -149,7 +149,8 @@ func newViolationsCmd(g *globalFlags) *cobra.Command {
 		Use:   "violations [--user U] [--type T] [--since 24h] [--limit N]",
 		Short: "List recorded violations, newest first (through the admin API)",
 		Long: `Violation types: policy_denial, path_escape, sandbox_violation, auth_failure,
-rate_limit, suspicious_argument; severities LOW, MEDIUM, HIGH, CRITICAL.`,
+rate_limit, suspicious_argument, egress_refused, definition_changed (the last two
+by upstream servers); severities LOW, MEDIUM, HIGH, CRITICAL.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := af.client(g)

@@ -69,6 +69,16 @@ const (
 
 	AdminSecretSet    Type = "admin.secret.set"    // a secret was stored or replaced (never its value)
 	AdminSecretDelete Type = "admin.secret.delete" // a secret was deleted
+
+	PluginStart        Type = "plugin.start"         // an upstream MCP server started (or restarted) and answered initialize
+	PluginExit         Type = "plugin.exit"          // an upstream server's process ended or its connection failed
+	PluginToolsChanged Type = "plugin.tools.changed" // a server's tool definition differs from its pinned one; the tool is withheld
+	PluginToolFlagged  Type = "plugin.tool.flagged"  // the poisoning scan flagged a tool definition; the tool is withheld
+	PluginToolAccept   Type = "plugin.tool.accept"   // an administrator accepted a pending tool definition
+	PluginToolRejected Type = "plugin.tool.rejected" // a tool was not offered (invalid schema, name clash)
+	EgressConnect      Type = "egress.connect"       // a sandboxed server's connection through the egress proxy ended
+	EgressRefused      Type = "egress.refused"       // the egress proxy refused a connection
+	FlowDeny           Type = "flow.deny"            // a flow rule refused a call in a session that had reached a labelled tool
 )
 
 // Types lists every event type Portcullis emits.
@@ -83,12 +93,14 @@ var Types = []Type{
 	LimitRate, LimitConcurrency, LimitQuota, QuarantineCreate, QuarantineRelease, QuarantineRefused,
 	ApprovalRequest, ApprovalGrant, ApprovalDeny, ApprovalExpire, ApprovalConsume,
 	AdminSecretSet, AdminSecretDelete,
+	PluginStart, PluginExit, PluginToolsChanged, PluginToolFlagged, PluginToolAccept, PluginToolRejected,
+	EgressConnect, EgressRefused, FlowDeny,
 }
 
 // codes are the stable numeric event codes (for SIEM rules that match on
 // numbers, like Windows event ids): 1xx tool calls, 2xx authentication,
 // 3xx policy, 4xx administration, 5xx the audit trail itself, 6xx
-// limits, 7xx quarantine, 8xx approvals, 9xx the server. Never renumber; new types take new numbers.
+// limits, 7xx quarantine, 8xx approvals, 9xx the server, its upstream servers (91x-92x) and egress (93x). Never renumber; new types take new numbers.
 var codes = map[Type]int{
 	ToolCallStart: 100, ToolCallEnd: 101, ToolCallRefused: 102, RequestInvalid: 110, SessionCreate: 120,
 	AuthFailure: 200, AuthLockout: 201,
@@ -102,6 +114,8 @@ var codes = map[Type]int{
 	QuarantineCreate: 700, QuarantineRelease: 701, QuarantineRefused: 702,
 	ApprovalRequest: 800, ApprovalGrant: 801, ApprovalDeny: 802, ApprovalExpire: 803, ApprovalConsume: 804,
 	ServerStart: 900, ServerStop: 901,
+	PluginStart: 910, PluginExit: 911, PluginToolsChanged: 920, PluginToolFlagged: 921, PluginToolAccept: 922,
+	PluginToolRejected: 923, EgressConnect: 930, EgressRefused: 931, FlowDeny: 302,
 }
 
 // Code returns the stable numeric code of t, 0 for an unknown type.

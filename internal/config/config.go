@@ -68,6 +68,11 @@ type Config struct {
 	Command    CommandConfig    `yaml:"command"`
 	HTTPFetch  HTTPFetchConfig  `yaml:"http_fetch"`
 	SQL        SQLConfig        `yaml:"sql"`
+
+	// Servers are upstream MCP servers (plugins), see ServerConfig.
+	Servers []ServerConfig `yaml:"servers"`
+	// Flows are information-flow rules over labelled tools, per session.
+	Flows []FlowRule `yaml:"flows"`
 }
 
 // PolicyConfig configures Cedar policies and how decisions are enforced.
@@ -499,6 +504,7 @@ func (c *Config) Validate() error {
 	c.validateApproval(bad)
 	c.validateTools(bad)
 	c.validateCodePolicy(bad)
+	c.validateServers(bad)
 	if c.Stdio.User == "" {
 		bad("stdio.user", "must not be empty")
 	}

@@ -2,7 +2,8 @@
 // every call passes, whatever transport it came from and whichever tool it
 // names. The stages run in one fixed order (see stages), outermost first:
 //
-//	resolve → authorize → validate → policy → audit start → execute → audit end
+//	resolve → quarantine → authorize → validate → policy → flow → limits →
+//	approval → audit start → execute → audit end
 //
 // authorize is the name-level decision (role grants, key scopes, Cedar
 // policies without conditions); policy evaluates the Cedar conditions on
@@ -20,12 +21,14 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
 
 	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/flow"
 	"github.com/portcullis/portcullis/internal/policy"
 	"github.com/portcullis/portcullis/internal/principal"
 	"github.com/portcullis/portcullis/internal/tool"
@@ -70,6 +73,8 @@ type Deps struct {
 	Guard Guard
 	// Approvals holds calls for a human's approval; nil: none is held.
 	Approvals Approvals
+	// Flows applies information-flow rules per session; nil: none.
+	Flows *flow.Tracker
 }
 
 // Gateway runs the pipeline. Safe for concurrent use.
@@ -127,28 +132,77 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 // schema must resolve; a schema-less tool is refused (every call is
 // validated before anything reads its arguments).
 func (g *Gateway) Register(t tool.Tool) error {
-	def := t.Definition()
-	if !tool.ValidName(def.Name) {
-		return fmt.Errorf("gateway: invalid tool name %q", def.Name)
-	}
-	if def.InputSchema == nil {
-		return fmt.Errorf("gateway: tool %s has no input schema", def.Name)
-	}
-	if def.Sensitivity < tool.Low || def.Sensitivity > tool.Critical {
-		return fmt.Errorf("gateway: tool %s has no sensitivity level", def.Name)
-	}
-	rs, err := def.InputSchema.Resolve(nil)
+	e, err := newEntry(t)
 	if err != nil {
-		return fmt.Errorf("gateway: tool %s: input schema: %w", def.Name, err)
+		return err
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if _, dup := g.tools[def.Name]; dup {
-		return fmt.Errorf("gateway: tool %s registered twice", def.Name)
+	if _, dup := g.tools[e.def.Name]; dup {
+		return fmt.Errorf("gateway: tool %s registered twice", e.def.Name)
 	}
-	g.tools[def.Name] = &entry{tool: t, def: def, schema: rs, attrs: &policy.ToolAttrs{
-		Server: def.Server, Sensitivity: def.Sensitivity.String(), Labels: slices.Clone(def.Labels)}}
+	g.tools[e.def.Name] = e
 	return nil
+}
+
+func newEntry(t tool.Tool) (*entry, error) {
+	def := t.Definition()
+	if !tool.ValidName(def.Name) {
+		return nil, fmt.Errorf("gateway: invalid tool name %q", def.Name)
+	}
+	if def.InputSchema == nil {
+		return nil, fmt.Errorf("gateway: tool %s has no input schema", def.Name)
+	}
+	if def.Sensitivity < tool.Low || def.Sensitivity > tool.Critical {
+		return nil, fmt.Errorf("gateway: tool %s has no sensitivity level", def.Name)
+	}
+	rs, err := def.InputSchema.Resolve(nil)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: tool %s: input schema: %w", def.Name, err)
+	}
+	return &entry{tool: t, def: def, schema: rs, attrs: &policy.ToolAttrs{
+		Server: def.Server, Sensitivity: def.Sensitivity.String(), Labels: slices.Clone(def.Labels)}}, nil
+}
+
+// SetServerTools replaces, in one step, every tool of the upstream server
+// named server with tools (each must have Definition().Server == server and
+// the name prefix "<server>__"). Calls already running keep the tool they
+// resolved; later calls see the new set. An empty list withdraws the
+// server's tools (it is down, or they are withheld). A tool that fails
+// Register's checks is returned in the error (errors.Join) and left out;
+// the others are installed.
+func (g *Gateway) SetServerTools(server string, tools []tool.Tool) error {
+	if server == "" {
+		return errors.New("gateway: SetServerTools needs a server name")
+	}
+	var errs []error
+	next := map[string]*entry{}
+	for _, t := range tools {
+		e, err := newEntry(t)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case e.def.Server != server || !strings.HasPrefix(e.def.Name, server+"__"):
+			errs = append(errs, fmt.Errorf("gateway: tool %s does not belong to server %s", e.def.Name, server))
+		default:
+			next[e.def.Name] = e
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for name, e := range g.tools {
+		if e.def.Server == server {
+			delete(g.tools, name)
+		}
+	}
+	for name, e := range next {
+		if old, dup := g.tools[name]; dup {
+			errs = append(errs, fmt.Errorf("gateway: tool %s clashes with a tool of %q", name, old.def.Server))
+			continue
+		}
+		g.tools[name] = e
+	}
+	return errors.Join(errs...)
 }
 
 // ListTools returns the definitions of the tools p may call, sorted by

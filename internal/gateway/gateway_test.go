@@ -317,7 +317,7 @@ func refused(code reason.Code) *tool.Result {
 
 func TestStageOrder(t *testing.T) {
 	e := newEnv(t, allow(), nil)
-	want := []string{"resolve", "quarantine", "authorize", "validate", "policy", "limits", "approval", "audit_start", "execute", "audit_end"}
+	want := []string{"resolve", "quarantine", "authorize", "validate", "policy", "flow", "limits", "approval", "audit_start", "execute", "audit_end"}
 	if diff := cmp.Diff(want, e.gw.StageNames()); diff != "" {
 		t.Errorf("StageNames() mismatch (-want +got):\n%s", diff)
 	}

@@ -74,6 +74,7 @@ func (g *Gateway) stages() []stage {
 		{"authorize", g.authorize},
 		{"validate", g.validate},
 		{"policy", g.policy},
+		{"flow", g.flow},
 		{"limits", g.limits},
 		{"approval", g.approval},
 		{"audit_start", g.auditStart},
@@ -296,6 +297,7 @@ func (g *Gateway) execute(ctx context.Context, c *call) *refusal {
 	}
 	truncate(res, c.limits.MaxResponseBytes)
 	c.result = res
+	g.recordFlow(c)
 	return nil
 }
 
@@ -306,7 +308,9 @@ func (g *Gateway) invoke(ctx context.Context, c *call) (res *tool.Result, err er
 			res, err = nil, fmt.Errorf("panic: %v", p)
 		}
 	}()
-	return c.entry.tool.Call(ctx, c.args)
+	// Tools that act for the caller (an upstream's per-user credential)
+	// find the principal in their context.
+	return c.entry.tool.Call(principal.NewContext(ctx, c.req.Principal), c.args)
 }
 
 // auditEnd records the outcome. If it cannot be recorded the result is

@@ -32,10 +32,17 @@ const (
 	AuthFailure        = "auth_failure"
 	RateLimit          = "rate_limit"
 	SuspiciousArgument = "suspicious_argument"
+	// EgressRefused: a sandboxed upstream server tried to reach a
+	// destination its egress allow-list does not grant.
+	EgressRefused = "egress_refused"
+	// DefinitionChanged: an upstream server changed a pinned tool
+	// definition (possible rug pull).
+	DefinitionChanged = "definition_changed"
 )
 
 // Types lists every violation type.
-var Types = []string{PolicyDenial, PathEscape, SandboxViolation, AuthFailure, RateLimit, SuspiciousArgument}
+var Types = []string{PolicyDenial, PathEscape, SandboxViolation, AuthFailure, RateLimit, SuspiciousArgument,
+	EgressRefused, DefinitionChanged}
 
 // Alert kinds raised here.
 const (
