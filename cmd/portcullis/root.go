@@ -47,7 +47,8 @@ keys are errors) and PORTCULLIS_* environment variables for every key
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory (database, keys); default ./portcullis-data")
 	root.AddCommand(newServeCmd(g), newStdioCmd(g), newKeyCmd(g), newAuditCmd(g), newSandboxCmd(g), newDoctorCmd(g),
 		newUserCmd(g), newRoleCmd(g), newPolicyCmd(g), newBackupCmd(g), newRestoreCmd(g),
-		newQuarantineCmd(g), newViolationsCmd(g), newUsageCmd(g), newApprovalsCmd(g), newSecretCmd(g))
+		newQuarantineCmd(g), newViolationsCmd(g), newUsageCmd(g), newApprovalsCmd(g), newSecretCmd(g),
+		newPluginsCmd(g))
 	return root
 }
 

@@ -74,10 +74,14 @@ func serve(parent context.Context, cfg *config.Config) error {
 		closeApp()
 		return err
 	}
-	admin, err := adminapi.New(adminapi.Deps{Store: a.Store, Authn: a.Authn, Policy: a.Policy, Audit: a.Audit,
+	adeps := adminapi.Deps{Store: a.Store, Authn: a.Authn, Policy: a.Policy, Audit: a.Audit,
 		Policies: a.PolicyAdmin(), AccessChanged: a.AccessChanged, Checkpoint: a.Checkpoint, Abuse: a.AbuseAdmin(),
 		Approvals: a.Approvals,
-		Logger:    log.With("component", "admin"), RequestMeta: server.RequestMeta})
+		Logger:    log.With("component", "admin"), RequestMeta: server.RequestMeta}
+	if a.Plugins != nil { // a nil *plugins.Manager in the interface would not be nil
+		adeps.Plugins = a.Plugins
+	}
+	admin, err := adminapi.New(adeps)
 	if err != nil {
 		closeApp()
 		return err

@@ -84,6 +84,9 @@ type Deps struct {
 	// Checkpoint writes a signed audit checkpoint now (POST
 	// /admin/v1/audit/checkpoint); nil answers 501.
 	Checkpoint func(ctx context.Context) (audit.Checkpoint, error)
+	// Plugins serves the upstream servers and their pinned tool
+	// definitions (/admin/v1/plugins); nil answers 501.
+	Plugins PluginAdmin
 }
 
 // API is the admin HTTP handler.
@@ -155,6 +158,9 @@ func (a *API) Routes() []Route {
 		{"GET", "/admin/v1/approvals/{id}", "approvals", a.getApproval},
 		{"POST", "/admin/v1/approvals/{id}/approve", "approvals", a.approve},
 		{"POST", "/admin/v1/approvals/{id}/deny", "approvals", a.deny},
+		{"GET", "/admin/v1/plugins", "plugins", a.listPlugins},
+		{"GET", "/admin/v1/plugins/{server}/tools/{tool}", "plugins", a.getPluginTool},
+		{"POST", "/admin/v1/plugins/{server}/tools/{tool}/accept", "plugins", a.acceptPluginTool},
 	}
 }
 

@@ -285,7 +285,9 @@ func TestRoutesAreAllGuarded(t *testing.T) {
 		"GET /admin/v1/violations quarantine", "GET /admin/v1/quarantines quarantine", "POST /admin/v1/quarantines quarantine",
 		"POST /admin/v1/quarantines/release quarantine", "GET /admin/v1/usage quarantine",
 		"GET /admin/v1/approvals approvals", "GET /admin/v1/approvals/{id} approvals",
-		"POST /admin/v1/approvals/{id}/approve approvals", "POST /admin/v1/approvals/{id}/deny approvals"}
+		"POST /admin/v1/approvals/{id}/approve approvals", "POST /admin/v1/approvals/{id}/deny approvals",
+		"GET /admin/v1/plugins plugins", "GET /admin/v1/plugins/{server}/tools/{tool} plugins",
+		"POST /admin/v1/plugins/{server}/tools/{tool}/accept plugins"}
 	if diff := cmp.Diff(want, paths); diff != "" {
 		t.Errorf("routes changed; extend allRoutes or accessRoutes and these tests (-want +got):\n%s", diff)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/plugins/pin"
 	"github.com/portcullis/portcullis/internal/store"
 )
 
@@ -386,4 +387,50 @@ func (c *Client) DecideApproval(ctx context.Context, id string, approve bool, co
 	err := c.do(ctx, http.MethodPost, "/admin/v1/approvals/"+url.PathEscape(id)+"/"+verb, nil,
 		DecisionRequest{Comment: comment}, &a)
 	return a, err
+}
+
+// ListPlugins returns every upstream server's state and every pinned tool
+// definition.
+func (c *Client) ListPlugins(ctx context.Context) (PluginsView, error) {
+	var v PluginsView
+	err := c.do(ctx, http.MethodGet, "/admin/v1/plugins", nil, nil, &v)
+	return v, err
+}
+
+// InspectPluginTool returns the pin of server's tool (upstream name) with
+// the diff of a pending change (unknown: APIError 404).
+func (c *Client) InspectPluginTool(ctx context.Context, server, tool string) (PluginToolView, error) {
+	path, err := pluginToolPath(server, tool)
+	if err != nil {
+		return PluginToolView{}, err
+	}
+	var v PluginToolView
+	err = c.do(ctx, http.MethodGet, path, nil, nil, &v)
+	return v, err
+}
+
+// AcceptPluginTool accepts the pending definition of server's tool and
+// returns the new pin. hash is the pending fingerprint the caller
+// inspected ("" accepts whatever is pending); a definition that changed
+// since is APIError 409, as is a tool with nothing pending.
+func (c *Client) AcceptPluginTool(ctx context.Context, server, tool, hash string) (pin.Record, error) {
+	path, err := pluginToolPath(server, tool)
+	if err != nil {
+		return pin.Record{}, err
+	}
+	var rec pin.Record
+	err = c.do(ctx, http.MethodPost, path+"/accept", nil, AcceptRequest{Hash: hash}, &rec)
+	return rec, err
+}
+
+func pluginToolPath(server, tool string) (string, error) {
+	s, err := pathSegment("server", server)
+	if err != nil {
+		return "", err
+	}
+	t, err := pathSegment("tool", tool)
+	if err != nil {
+		return "", err
+	}
+	return "/admin/v1/plugins/" + s + "/tools/" + t, nil
 }

@@ -55,7 +55,8 @@ func (a *App) openAbuse(ctx context.Context) (*abuse.Guard, error) {
 		return nil, fmt.Errorf("policy.timezone: %w", err)
 	}
 	if a.Violations, err = violation.New(ctx, cfg.Violations, violation.Deps{Store: a.Store, Audit: a.Audit,
-		Alerts: a.Alerts, Logger: a.Log.With("component", "violation"), Location: loc}); err != nil {
+		Alerts: a.Alerts, Logger: a.Log.With("component", "violation"), Location: loc,
+		PluginThreshold: a.pluginThreshold}); err != nil {
 		return nil, err
 	}
 	return abuse.New(lim, a.Quotas, a.Violations, a.Log.With("component", "abuse"))

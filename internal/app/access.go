@@ -197,6 +197,9 @@ func (a *App) StartBackground() {
 		defer a.background.Done()
 		a.expireApprovals(ctx)
 	}()
+	if a.Plugins != nil {
+		a.Plugins.Start(ctx)
+	}
 }
 
 // openAuthn builds API key authentication, OIDC (when oidc.issuer is

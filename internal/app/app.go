@@ -21,8 +21,11 @@ import (
 	"github.com/portcullis/portcullis/internal/authn"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/datadir"
+	"github.com/portcullis/portcullis/internal/flow"
 	"github.com/portcullis/portcullis/internal/gateway"
 	"github.com/portcullis/portcullis/internal/mcpserver"
+	"github.com/portcullis/portcullis/internal/plugins"
+	"github.com/portcullis/portcullis/internal/plugins/pin"
 	"github.com/portcullis/portcullis/internal/policy"
 	"github.com/portcullis/portcullis/internal/sandbox"
 	"github.com/portcullis/portcullis/internal/sandbox/native"
@@ -64,7 +67,12 @@ type App struct {
 	Policy     *policy.Engine
 	Gateway    *gateway.Gateway
 	// Sandbox is the native runtime, nil when sandboxed tools are not offered.
-	Sandbox   *native.Runtime
+	Sandbox *native.Runtime
+	// Plugins runs the upstream MCP servers (nil without servers:); Pins
+	// keeps their pinned tool definitions.
+	Plugins   *plugins.Manager
+	Pins      *pin.Pinner
+	flows     *flow.Tracker
 	workspace *files.Workspace
 	lock      *os.File // the data dir lock, held while open
 	git       *gittools.Tools
@@ -137,13 +145,19 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 	if err := a.openApprovals(); err != nil {
 		return nil, err
 	}
+	if a.flows, err = flowTracker(cfg.Flows); err != nil {
+		return nil, err
+	}
 	if a.Gateway, err = gateway.New(gateway.Config{CallTimeout: cfg.MCP.CallTimeout}, gateway.Deps{
 		Policy: a.Policy, Audit: a.Audit, Redactor: a.Redactor, Logger: log.With("component", "gateway"),
-		Guard: guard, Approvals: approvalGate{s: a.Approvals, key: auditKey},
+		Guard: guard, Approvals: approvalGate{s: a.Approvals, key: auditKey}, Flows: a.flows,
 	}); err != nil {
 		return nil, err
 	}
 	if err := a.registerTools(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.openPlugins(ctx); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -281,13 +295,10 @@ func (a *App) pythonTool(ctx context.Context) (*python.Tool, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt, err := NewSandbox(cfg, a.Log.With("component", "sandbox"))
+	rt, err := a.sandboxRuntime()
 	if err != nil {
 		return nil, err
 	}
-	rep := rt.Report()
-	a.Log.Info("sandbox ready", "seccomp", rep.Seccomp, "landlock_abi", rep.LandlockABI,
-		"cgroups", fmt.Sprint(rep.Cgroups.Controllers), "memfd", rep.Memfd, "pool", rep.PoolSize, "degraded", rep.Degraded)
 	t, err := python.New(python.Config{
 		Interpreter:    in,
 		Timeout:        cfg.Python.Timeout,
@@ -300,10 +311,8 @@ func (a *App) pythonTool(ctx context.Context) (*python.Tool, error) {
 			Pids: cfg.Python.Pids},
 	}, rt)
 	if err != nil {
-		rt.Close()
 		return nil, err
 	}
-	a.Sandbox = rt
 	return t, nil
 }
 
@@ -339,6 +348,9 @@ func (a *App) Close(ctx context.Context) error {
 		}
 	}
 	var errs []error
+	if a.Plugins != nil {
+		errs = append(errs, a.Plugins.Close())
+	}
 	if a.Quotas != nil {
 		errs = append(errs, a.Quotas.Flush(ctx))
 	}
