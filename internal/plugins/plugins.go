@@ -313,7 +313,7 @@ func (m *Manager) violation(ctx context.Context, server, toolName, typ string, s
 		return
 	}
 	m.deps.Violations(context.WithoutCancel(ctx), store.Violation{Plugin: server, Tool: toolName, Type: typ,
-		Severity: sev, Detail: detail, Principal: audit.SystemPrincipal})
+		Severity: sev, Detail: detail})
 }
 
 func (m *Manager) alert(ctx context.Context, kind, severity, subject, detail string) {

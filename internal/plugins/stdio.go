@@ -141,7 +141,7 @@ func (s *server) egressEvent(ev egress.Event) {
 	}
 	s.m.emit(ctx, &audit.Event{Type: audit.EgressRefused, Server: s.cfg.Name, Status: audit.StatusRefused,
 		Decision: audit.DecisionDeny, Error: ev.Reason, Detail: fmt.Sprintf("%s method=%s %s", target, ev.Method, ev.Detail)})
-	s.m.violation(ctx, s.cfg.Name, "", violation.EgressRefused, store.SeverityMedium, fmt.Sprintf("egress refused: %s %s", target, ev.Reason))
+	s.m.violation(ctx, s.cfg.Name, "", violation.EgressRefused, store.SeverityHigh, fmt.Sprintf("egress refused: %s %s", target, ev.Reason))
 }
 
 // connectStdio starts the server in the sandbox and initializes an MCP

@@ -1,0 +1,150 @@
+//go:build linux
+
+package plugins_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis/portcullis/internal/config"
+	"github.com/portcullis/portcullis/internal/plugins"
+	"github.com/portcullis/portcullis/internal/plugins/pin"
+	"github.com/portcullis/portcullis/internal/plugins/pin/pintest"
+	"github.com/portcullis/portcullis/internal/principal"
+	"github.com/portcullis/portcullis/internal/reason"
+	"github.com/portcullis/portcullis/internal/tool"
+)
+
+// httpFixture starts the fixture as a Streamable HTTP server on loopback
+// that requires bearer and logs every Authorization header it receives.
+func httpFixture(t *testing.T, bearer string) (url, authLog string) {
+	t.Helper()
+	authLog = filepath.Join(t.TempDir(), "auth.log")
+	cmd := exec.Command(filepath.Join(fixture(t), "mcpfixture"), "-http", "127.0.0.1:0")
+	cmd.Env = []string{"FIXTURE_BEARER=" + bearer, "FIXTURE_AUTH_LOG=" + authLog}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "LISTEN ")
+	if err != nil || !ok {
+		t.Fatalf("fixture said %q, %v", line, err)
+	}
+	return "http://" + addr + "/mcp", authLog
+}
+
+func startHTTP(t *testing.T, sc config.ServerConfig, sec fakeSecrets) (*plugins.Manager, *registry) {
+	t.Helper()
+	reg := &registry{}
+	pins, _ := pin.New(pintest.NewMemory(), nil)
+	sc.Name = "fx"
+	sc.Tools.Allow = []string{"*"}
+	m, err := plugins.New(plugins.Config{Servers: []config.ServerConfig{sc}, MinBackoff: 50 * time.Millisecond},
+		plugins.Deps{Registry: reg, Pins: pins, Secrets: sec, Audit: &recorder{}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Start(t.Context())
+	t.Cleanup(func() { m.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := m.WaitReady(ctx); err != nil {
+		t.Fatalf("%v: %+v", err, m.Status())
+	}
+	return m, reg
+}
+
+func callAs(t *testing.T, tl tool.Tool, user, args string) (*tool.Result, error) {
+	t.Helper()
+	ctx := t.Context()
+	if user != "" {
+		ctx = principal.NewContext(ctx, &principal.Principal{Name: user})
+	}
+	return tl.Call(ctx, []byte(args))
+}
+
+// TestHTTPUpstreamSharedCredential: the gateway authenticates to an HTTP
+// upstream with the stored secret; the upstream sees that credential and
+// nothing else (a client's token is never passed through).
+func TestHTTPUpstreamSharedCredential(t *testing.T) {
+	tok := rand.Text()
+	url, authLog := httpFixture(t, tok)
+	_, reg := startHTTP(t, config.ServerConfig{URL: url, Auth: config.ServerAuth{BearerSecret: "remote_token"}},
+		fakeSecrets{"remote_token/": tok})
+	echo := reg.get("fx", "fx__echo")
+	if echo == nil {
+		t.Fatalf("echo not offered: %v", reg.names("fx"))
+	}
+	res, err := callAs(t, echo, "alice", `{"text":"over http"}`)
+	if err != nil || res.Text != "over http" {
+		t.Fatalf("echo: %+v, %v", res, err)
+	}
+	b, err := os.ReadFile(authLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if l != "Bearer "+tok {
+			t.Fatalf("the upstream received Authorization %q; want only the stored credential", l)
+		}
+	}
+}
+
+// TestHTTPUpstreamWrongCredential: a stored credential the upstream
+// refuses keeps the server from starting (no tools offered).
+func TestHTTPUpstreamWrongCredential(t *testing.T) {
+	url, _ := httpFixture(t, rand.Text())
+	reg := &registry{}
+	pins, _ := pin.New(pintest.NewMemory(), nil)
+	m, err := plugins.New(plugins.Config{Servers: []config.ServerConfig{{Name: "fx", URL: url,
+		Auth: config.ServerAuth{BearerSecret: "remote_token"}, Tools: config.ServerTools{Allow: []string{"*"}}}}, MinBackoff: time.Second},
+		plugins.Deps{Registry: reg, Pins: pins, Secrets: fakeSecrets{"remote_token/": rand.Text()}, Audit: &recorder{},
+			Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Start(t.Context())
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if err := m.WaitReady(ctx); err == nil || len(reg.names("fx")) != 0 {
+		t.Fatalf("server with a refused credential became ready: %v %v", err, reg.names("fx"))
+	}
+}
+
+// TestHTTPUpstreamPerUser: with auth.per_user each caller's own stored
+// credential is used; a caller without one is refused, not served with
+// the shared one.
+func TestHTTPUpstreamPerUser(t *testing.T) {
+	tok := rand.Text()
+	url, _ := httpFixture(t, tok)
+	_, reg := startHTTP(t, config.ServerConfig{URL: url, Auth: config.ServerAuth{BearerSecret: "remote_token", PerUser: true}},
+		fakeSecrets{"remote_token/": tok, "remote_token/alice": tok, "remote_token/mallory": rand.Text()})
+	echo := reg.get("fx", "fx__echo")
+	if res, err := callAs(t, echo, "alice", `{"text":"mine"}`); err != nil || res.Text != "mine" {
+		t.Fatalf("alice with her own credential: %+v, %v", res, err)
+	}
+	_, err := callAs(t, echo, "bob", `{"text":"x"}`)
+	if te, ok := tool.AsError(err); !ok || te.Code != reason.PermissionDenied {
+		t.Fatalf("bob without a credential: %v; want PERMISSION_DENIED", err)
+	}
+	if _, err := callAs(t, echo, "mallory", `{"text":"x"}`); err == nil {
+		t.Fatal("mallory's refused credential was replaced by the shared one")
+	}
+	if _, err := callAs(t, echo, "", `{"text":"x"}`); err == nil {
+		t.Fatal("a call without a principal used the shared credential")
+	}
+}
