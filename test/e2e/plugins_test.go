@@ -129,7 +129,7 @@ func TestPluginThroughGateway(t *testing.T) {
 	}
 	servers := []map[string]any{{
 		"name": "fx", "command": []string{"/opt/fixture/mcpfixture"}, "security_level": "strict",
-		"mounts": []map[string]any{{"source": dir, "target": "/opt/fixture"}, {"source": notes, "target": "/data"}},
+		"mounts":  []map[string]any{{"source": dir, "target": "/opt/fixture"}, {"source": notes, "target": "/data"}},
 		"network": map[string]any{"allow": []string{allowed}},
 		"env":     map[string]string{"FIXTURE_POISON": "1"},
 		"tools": map[string]any{"allow": []string{"*"}, "deny": []string{"crash"},
