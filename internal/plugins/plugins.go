@@ -66,8 +66,10 @@ type Config struct {
 	// Servers are the configured upstream servers (validated by config).
 	Servers []config.ServerConfig
 	// PingInterval is how often a connected server is pinged (default
-	// 30s); PingFailures consecutive failures restart it (default 3).
+	// 30s); a ping unanswered within PingTimeout (default 10s) fails, and
+	// PingFailures consecutive failures restart it (default 3).
 	PingInterval time.Duration
+	PingTimeout  time.Duration
 	PingFailures int
 	// StartTimeout bounds start-up until initialize and tools/list have
 	// answered (default 30s).
@@ -124,6 +126,7 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 		}
 	}
 	def(&cfg.PingInterval, 30*time.Second)
+	def(&cfg.PingTimeout, 10*time.Second)
 	def(&cfg.StartTimeout, 30*time.Second)
 	def(&cfg.MinBackoff, 500*time.Millisecond)
 	def(&cfg.MaxBackoff, time.Minute)

@@ -17,8 +17,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -248,6 +250,13 @@ type env struct {
 // mount are filled in) and waits until it is ready.
 func start(t *testing.T, sc config.ServerConfig, sec fakeSecrets) *env {
 	t.Helper()
+	return startWith(t, plugins.Config{}, sc, sec)
+}
+
+// startWith is start with manager settings (servers, backoff and stderr
+// limits are filled in).
+func startWith(t *testing.T, mc plugins.Config, sc config.ServerConfig, sec fakeSecrets) *env {
+	t.Helper()
 	rt := sandboxRuntime(t)
 	dir := fixture(t)
 	if sc.Name == "" {
@@ -265,8 +274,9 @@ func start(t *testing.T, sc config.ServerConfig, sec fakeSecrets) *env {
 	if e.pins, err = pin.New(pintest.NewMemory(), nil); err != nil {
 		t.Fatal(err)
 	}
-	e.m, err = plugins.New(plugins.Config{Servers: []config.ServerConfig{sc}, MinBackoff: 50 * time.Millisecond,
-		MaxBackoff: 200 * time.Millisecond, StderrLines: 20},
+	mc.Servers, mc.MinBackoff, mc.MaxBackoff, mc.StderrLines = []config.ServerConfig{sc}, 50*time.Millisecond,
+		200*time.Millisecond, 20
+	e.m, err = plugins.New(mc,
 		plugins.Deps{Runtime: rt, Registry: e.reg, Pins: e.pins, Secrets: sec, Audit: e.rec,
 			Violations: e.vio.record, Logger: slog.New(e.logs)})
 	if err != nil {
@@ -565,4 +575,56 @@ func TestConfigRefusals(t *testing.T) {
 	if _, err := plugins.New(plugins.Config{}, plugins.Deps{}); err == nil {
 		t.Error("missing dependencies accepted")
 	}
+}
+
+// TestHungServerRestarted: a server that stops answering MCP ping (here:
+// stopped with SIGSTOP) is killed and restarted by the health check.
+func TestHungServerRestarted(t *testing.T) {
+	marker := rand.Text()
+	e := startWith(t, plugins.Config{PingInterval: 100 * time.Millisecond, PingTimeout: 200 * time.Millisecond, PingFailures: 2},
+		config.ServerConfig{SecurityLevel: "strict", Env: map[string]string{"FIXTURE_VARIANT": marker}}, nil)
+	pid := fixturePID(t, marker)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a restart after failed pings", func() bool {
+		for _, ev := range e.rec.of(audit.PluginExit) {
+			if strings.Contains(ev.Detail, "no answer to 2 pings") {
+				return len(e.rec.of(audit.PluginStart)) >= 2
+			}
+		}
+		return false
+	})
+	waitFor(t, "the server answering again", func() bool {
+		out, isErr := e.call(t, "echo", map[string]any{"text": "alive"})
+		return !isErr && out == "alive"
+	})
+	if newPID := fixturePID(t, marker); newPID == pid {
+		t.Fatal("the hung process still serves")
+	}
+}
+
+// fixturePID finds the host pid of the fixture process started with
+// FIXTURE_VARIANT=marker.
+func fixturePID(t *testing.T, marker string) int {
+	t.Helper()
+	var found int
+	waitFor(t, "the fixture process", func() bool {
+		ents, _ := os.ReadDir("/proc")
+		for _, ent := range ents {
+			pid, err := strconv.Atoi(ent.Name())
+			if err != nil {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "environ"))
+			if err == nil && bytes.Contains(b, []byte("FIXTURE_VARIANT="+marker+"\x00")) {
+				if st, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "stat")); err == nil && !bytes.Contains(st, []byte(") T ")) {
+					found = pid
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return found
 }

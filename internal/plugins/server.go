@@ -177,7 +177,7 @@ loop:
 		case <-s.resyncCh:
 			s.sync(ctx, c)
 		case <-ping.C:
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			pctx, cancel := context.WithTimeout(ctx, s.m.cfg.PingTimeout)
 			err := c.session.Ping(pctx, nil)
 			cancel()
 			if err == nil {
