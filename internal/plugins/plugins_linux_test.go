@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis/portcullis/internal/alert"
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/plugins"
@@ -237,13 +238,36 @@ func (l *logLines) matching(s string) []string {
 	return out
 }
 
+// alerts keeps raised alerts.
+type alerts struct {
+	mu   sync.Mutex
+	list []alert.Alert
+}
+
+func (a *alerts) Alert(_ context.Context, x alert.Alert) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.list = append(a.list, x)
+}
+
+func (a *alerts) kinds() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for _, x := range a.list {
+		out = append(out, x.Kind+" "+x.Subject)
+	}
+	return out
+}
+
 type env struct {
-	m    *plugins.Manager
-	reg  *registry
-	rec  *recorder
-	vio  *violations
-	logs *logLines
-	pins *pin.Pinner
+	alerts *alerts
+	m      *plugins.Manager
+	reg    *registry
+	rec    *recorder
+	vio    *violations
+	logs   *logLines
+	pins   *pin.Pinner
 }
 
 // start runs one fixture server configured by sc (Command and the fixture
@@ -269,7 +293,7 @@ func startWith(t *testing.T, mc plugins.Config, sc config.ServerConfig, sec fake
 	if sc.Tools.Allow == nil {
 		sc.Tools.Allow = []string{"*"}
 	}
-	e := &env{reg: &registry{}, rec: &recorder{}, vio: &violations{}, logs: &logLines{}}
+	e := &env{reg: &registry{}, rec: &recorder{}, vio: &violations{}, logs: &logLines{}, alerts: &alerts{}}
 	var err error
 	if e.pins, err = pin.New(pintest.NewMemory(), nil); err != nil {
 		t.Fatal(err)
@@ -277,7 +301,7 @@ func startWith(t *testing.T, mc plugins.Config, sc config.ServerConfig, sec fake
 	mc.Servers, mc.MinBackoff, mc.MaxBackoff, mc.StderrLines = []config.ServerConfig{sc}, 50*time.Millisecond,
 		200*time.Millisecond, 20
 	e.m, err = plugins.New(mc,
-		plugins.Deps{Runtime: rt, Registry: e.reg, Pins: e.pins, Secrets: sec, Audit: e.rec,
+		plugins.Deps{Runtime: rt, Registry: e.reg, Pins: e.pins, Secrets: sec, Audit: e.rec, Alerts: e.alerts,
 			Violations: e.vio.record, Logger: slog.New(e.logs)})
 	if err != nil {
 		t.Fatal(err)
@@ -438,6 +462,9 @@ func TestRugPull(t *testing.T) {
 	if v := e.vio.of(violation.DefinitionChanged); len(v) != 1 || v[0].Plugin != "fx" {
 		t.Fatalf("definition_changed violations: %+v", v)
 	}
+	if got := e.alerts.kinds(); len(got) != 1 || got[0] != "plugin.tools.changed fx__echo" {
+		t.Fatalf("alerts: %v; want one plugin.tools.changed for fx__echo", got)
+	}
 	rec, err := e.m.Pin(t.Context(), "fx", "echo")
 	if err != nil || rec.Status != pin.Pending || !strings.Contains(pin.Diff(rec.Definition, rec.PendingDefinition), "variant two") {
 		t.Fatalf("pin after the change: %+v, %v", rec, err)
@@ -477,6 +504,9 @@ func TestPoisonedToolWithheld(t *testing.T) {
 	ev := e.rec.of(audit.PluginToolFlagged)
 	if len(ev) != 1 || ev[0].Tool != "fx__poisoned_helper" || !strings.Contains(ev[0].Detail, "hidden-instruction") {
 		t.Fatalf("plugin.tool.flagged events: %+v", ev)
+	}
+	if got := e.alerts.kinds(); len(got) != 1 || got[0] != "plugin.tool.flagged fx__poisoned_helper" {
+		t.Fatalf("alerts: %v", got)
 	}
 	st := e.m.Status()
 	if len(st) != 1 || len(st[0].Withheld) != 1 || st[0].Withheld[0] != "poisoned_helper" {
