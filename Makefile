@@ -19,7 +19,7 @@ GOVULNCHECK := $(TOOLS)/govulncheck@$(GOVULNCHECK_VERSION)/govulncheck
 GITLEAKS    := $(TOOLS)/gitleaks@$(GITLEAKS_VERSION)/gitleaks
 
 # Seconds per fuzz target in fuzz-smoke.
-FUZZTIME ?= 15s
+FUZZTIME ?= 10s
 
 .PHONY: all build run test lint fmt-check vet staticcheck gosec nosec modverify vulncheck secrets \
         unit cover e2e fuzz-smoke tools clean
@@ -80,7 +80,7 @@ cover:
 e2e:
 	$(GO) test -race -count=1 ./test/e2e/
 
-## fuzz-smoke: every fuzz target for FUZZTIME (default 15s)
+## fuzz-smoke: every fuzz target for FUZZTIME (default 10s)
 fuzz-smoke:
 	@FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz-smoke.sh
 

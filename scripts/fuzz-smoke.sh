@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs every fuzz target of the module for FUZZTIME (default 15s) each.
+# Runs every fuzz target of the module for FUZZTIME (default 10s) each.
 # A crasher is written by `go test` to <package>/testdata/fuzz/<Target>/;
 # fix the bug and commit that file: it becomes a regression case that
 # every plain `go test` run replays.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FUZZTIME=${FUZZTIME:-15s}
+FUZZTIME=${FUZZTIME:-10s}
 GO=${GO:-go}
 
 mapfile -t targets < <(git ls-files '*_test.go' | xargs grep -lE '^func Fuzz[A-Za-z0-9_]+\(f \*testing\.F\)' |
