@@ -18,7 +18,8 @@ import (
 
 const keysNotice = `The backup holds the database only. The keys stay in the data dir and are
 needed to restore and verify it: keep server.secret, audit.key,
-audit-chain.key and audit-signing.key in your secret store.`
+audit-chain.key, audit-signing.key and secrets.key (without it the stored
+upstream credentials cannot be decrypted) in your secret store.`
 
 func newBackupCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{

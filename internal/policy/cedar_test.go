@@ -344,3 +344,42 @@ func TestScopesNarrowAdmin(t *testing.T) {
 		t.Error("an admin:* scope opened a tool")
 	}
 }
+
+// TestConditionalAdminPolicies: the admin API and the approval service ask
+// Decide without a later stage, so a conditional permit on admin or
+// approve must not count as "maybe allow" for everyone: it allows only
+// its own principal when its conditions hold, and a conditional forbid
+// applies (a permit scoped to bob with an impossible condition once let
+// every user read the users area).
+func TestConditionalAdminPolicies(t *testing.T) {
+	e, _ := New(append(slices.Clone(devGrants), store.Grant{Role: "admin", Action: "approve", Pattern: "*", Effect: "allow"}))
+	err := e.LoadCedar(map[string][]byte{"p.cedar": []byte(`
+@id("bob-never")
+permit (principal == User::"bob", action == Action::"admin", resource == AdminArea::"users") when { context.hour > 99 };
+@id("carol-always")
+permit (principal == User::"carol", action == Action::"admin", resource == AdminArea::"audit") when { context.hour >= 0 };
+@id("no-approvals-for-dan")
+forbid (principal == User::"dan", action == Action::"approve", resource) when { context.hour >= 0 };
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"dave", "bob"} {
+		if d := e.Decide(&principal.Principal{Name: name, Roles: []string{"developer"}}, ActionAdmin, "users"); d.Allow {
+			t.Errorf("%s admin users: %+v; want deny (the permit's condition never holds)", name, d)
+		}
+	}
+	if d := e.Decide(&principal.Principal{Name: "carol", Roles: []string{"developer"}}, ActionAdmin, "audit"); !d.Allow {
+		t.Errorf("carol admin audit: %+v; want the conditional permit to allow", d)
+	}
+	if d := e.Decide(&principal.Principal{Name: "erin", Roles: []string{"developer"}}, ActionAdmin, "audit"); d.Allow {
+		t.Errorf("erin admin audit: %+v; carol's permit applied to her", d)
+	}
+	if d := e.Decide(&principal.Principal{Name: "ann", Roles: []string{"admin"}}, ActionApprove, "git_commit"); !d.Allow {
+		t.Errorf("ann approve: %+v; want the admin grant to allow", d)
+	}
+	dan := &principal.Principal{Name: "dan", Roles: []string{"admin"}}
+	if d := e.Decide(dan, ActionApprove, "git_commit"); d.Allow {
+		t.Errorf("dan approve: %+v; want the conditional forbid to apply", d)
+	}
+}

@@ -232,10 +232,20 @@ func match(pattern, name string) bool {
 	return err == nil && ok
 }
 
-// Decide is the name-level decision for p performing action on resource
-// (see DecideRequest), without tool attributes: what the admin API asks.
+// Decide decides p performing action on resource without tool attributes
+// or arguments: what the admin API and the approval service ask. For
+// ActionCall it is the name-level decision (see DecideRequest). Every
+// other action has no later stage that could check a policy's conditions,
+// so it is decided in full here (Evaluate, at the current time): a
+// conditional permit on admin or approve allows only when its scope and
+// conditions hold, and a conditional forbid applies.
 func (e *Engine) Decide(p *principal.Principal, action Action, resource string) Decision {
-	return e.decide(&Request{Principal: p, Action: action, Resource: resource}, true)
+	r := &Request{Principal: p, Action: action, Resource: resource}
+	if action == ActionCall {
+		return e.decide(r, true)
+	}
+	r.Time = time.Now()
+	return e.decide(r, false)
 }
 
 // DecideRequest is the name-level decision: may r.Principal perform

@@ -184,6 +184,17 @@ func (s Severity) String() string {
 // MarshalText implements encoding.TextMarshaler.
 func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText implements encoding.TextUnmarshaler (ParseSeverity), so a
+// violation read back from the admin API's JSON keeps its severity.
+func (s *Severity) UnmarshalText(b []byte) error {
+	v, err := ParseSeverity(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // ParseSeverity parses "LOW" ... "CRITICAL" (case-insensitive).
 func ParseSeverity(s string) (Severity, error) {
 	for v := SeverityLow; v <= SeverityCritical; v++ {

@@ -1,6 +1,8 @@
 package store_test
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,5 +30,23 @@ func TestAPIKeyActive(t *testing.T) {
 				t.Errorf("Active = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestSeverityJSONRoundTrip: a violation survives the admin API's JSON
+// (the CLI decodes what the server encodes); an unknown severity is an
+// error, not a silent zero.
+func TestSeverityJSONRoundTrip(t *testing.T) {
+	in := store.Violation{ID: "vio_1", Type: "path_escape", Severity: store.SeverityHigh}
+	b, err := json.Marshal(in)
+	if err != nil || !strings.Contains(string(b), `"severity":"HIGH"`) {
+		t.Fatalf("marshal: %s, %v", b, err)
+	}
+	var out store.Violation
+	if err := json.Unmarshal(b, &out); err != nil || out.Severity != store.SeverityHigh {
+		t.Fatalf("unmarshal: %+v, %v", out, err)
+	}
+	if err := json.Unmarshal([]byte(`{"severity":"EXTREME"}`), &out); err == nil {
+		t.Fatal("unknown severity accepted")
 	}
 }

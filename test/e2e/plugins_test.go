@@ -233,6 +233,9 @@ func TestPluginQuarantine(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if out, err := g.cli("violations", "--type", "egress_refused"); err != nil || strings.Count(out, "egress_refused") < 3 {
+		t.Fatalf("violations --type egress_refused: %v\n%s", err, out)
+	}
 	if out, err := g.cli("quarantine", "release", "fx", "--reason", "test: egress reviewed"); err != nil {
 		t.Fatalf("quarantine release: %v\n%s", err, out)
 	}
