@@ -54,7 +54,7 @@ func (a *App) openAbuse(ctx context.Context) (*abuse.Guard, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy.timezone: %w", err)
 	}
-	if a.Violations, err = violation.New(ctx, cfg.Violations, violation.Deps{Store: a.Store, Audit: a.Audit,
+	if a.Violations, err = violation.New(ctx, cfg.Violations, violation.Deps{Store: a.Store, Audit: a.Events,
 		Alerts: a.Alerts, Logger: a.Log.With("component", "violation"), Location: loc,
 		PluginThreshold: a.pluginThreshold}); err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ import (
 	"github.com/portcullis/portcullis/internal/flow"
 	"github.com/portcullis/portcullis/internal/gateway"
 	"github.com/portcullis/portcullis/internal/mcpserver"
+	"github.com/portcullis/portcullis/internal/metrics"
 	"github.com/portcullis/portcullis/internal/plugins"
 	"github.com/portcullis/portcullis/internal/plugins/pin"
 	"github.com/portcullis/portcullis/internal/policy"
@@ -49,6 +50,11 @@ type App struct {
 	Log    *slog.Logger
 	Store  store.Store
 	Audit  *audit.Writer
+	// Events is Audit decorated with metrics (metrics.Emitter): the
+	// emitter to give every component whose events are counted.
+	Events gateway.Emitter
+	// Metrics are the Prometheus metrics, served at /metrics.
+	Metrics *metrics.Metrics
 	// Forward ships committed audit records to the configured SIEM sinks.
 	Forward  *forward.Set
 	Redactor *audit.Redactor
@@ -68,6 +74,8 @@ type App struct {
 	Gateway    *gateway.Gateway
 	// Sandbox is the native runtime, nil when sandboxed tools are not offered.
 	Sandbox *native.Runtime
+	// runtime is Sandbox decorated with metrics, the one the tools use.
+	runtime sandbox.Runtime
 	// Plugins runs the upstream MCP servers (nil without servers:); Pins
 	// keeps their pinned tool definitions.
 	Plugins   *plugins.Manager
@@ -85,7 +93,8 @@ type App struct {
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	// a is not the named result: `return nil, err` must not nil it before
 	// the cleanup below runs.
-	a := &App{Config: cfg, Log: log, Alerts: alert.LogSink{Logger: log.With("component", "alert")}}
+	a := &App{Config: cfg, Log: log, Alerts: alert.LogSink{Logger: log.With("component", "alert")},
+		Metrics: metrics.New()}
 	defer func() {
 		if err != nil {
 			a.Close(context.Background())
@@ -123,7 +132,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 	if a.Audit, err = audit.NewWriter(audit.Config{
 		CommitTimeout: cfg.Audit.CommitTimeout, QueueSize: cfg.Audit.QueueSize, MaxBatch: cfg.Audit.MaxBatch,
 		Chain: chain, Linger: cfg.Audit.Linger,
+		OnCommit: a.Metrics.ObserveAuditCommit, // metrics
 	}, db, nil, log.With("component", "audit")); err != nil {
+		return nil, err
+	}
+	if err := a.instrumentAudit(); err != nil { // metrics: sets a.Events
 		return nil, err
 	}
 	// Sinks read committed records from the store; a broken sink config
@@ -149,7 +162,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 		return nil, err
 	}
 	if a.Gateway, err = gateway.New(gateway.Config{CallTimeout: cfg.MCP.CallTimeout}, gateway.Deps{
-		Policy: a.Policy, Audit: a.Audit, Redactor: a.Redactor, Logger: log.With("component", "gateway"),
+		// metrics: decision latency and event counts, at the seams
+		Policy: metrics.Authorizer{Next: a.Policy, M: a.Metrics}, Audit: a.Events,
+		Redactor: a.Redactor, Logger: log.With("component", "gateway"),
 		Guard: guard, Approvals: approvalGate{s: a.Approvals, key: auditKey}, Flows: a.flows,
 	}); err != nil {
 		return nil, err
@@ -158,6 +173,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 		return nil, err
 	}
 	if err := a.openPlugins(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.instrumentPlugins(); err != nil { // metrics
 		return nil, err
 	}
 	return a, nil
@@ -214,7 +232,7 @@ func (a *App) registerTools(ctx context.Context) error {
 // in development.
 func (a *App) registerCommand(ctx context.Context) error {
 	ct, err := command.New(ctx, command.Config{Workspace: a.Config.Workspace, Allow: a.Config.Command.Allow,
-		SearchPath: filepath.SplitList(os.Getenv("PATH"))}, a.Sandbox)
+		SearchPath: filepath.SplitList(os.Getenv("PATH"))}, a.runtime)
 	if err != nil {
 		if a.Config.Mode == config.ModeProduction {
 			return fmt.Errorf("run_command: %w", err)
@@ -254,7 +272,7 @@ func (a *App) registerHTTPFetch() error {
 // registerGit offers the git tools, run in the same sandbox runtime; a
 // machine without git only loses them (logged).
 func (a *App) registerGit() error {
-	gt, err := gittools.New(gittools.Config{Workspace: a.Config.Workspace, Timeout: a.Config.MCP.CallTimeout}, a.Sandbox)
+	gt, err := gittools.New(gittools.Config{Workspace: a.Config.Workspace, Timeout: a.Config.MCP.CallTimeout}, a.runtime)
 	if errors.Is(err, gittools.ErrNoGit) {
 		a.Log.Warn("git tools are NOT available: " + err.Error())
 		return nil

@@ -17,7 +17,7 @@ const approvalExpiryInterval = 15 * time.Second
 // openApprovals builds the approval service: approvers are principals
 // whose grants allow "approve" on the tool (admin by default).
 func (a *App) openApprovals() error {
-	s, err := approval.New(a.Config.Approval, approval.Deps{Store: a.Store, Audit: a.Audit, Alerts: a.Alerts,
+	s, err := approval.New(a.Config.Approval, approval.Deps{Store: a.Store, Audit: a.Events, Alerts: a.Alerts,
 		Logger: a.Log.With("component", "approval"),
 		MayApprove: func(p *principal.Principal, toolName string) bool {
 			return a.Policy.Decide(p, policy.ActionApprove, toolName).Allow

@@ -7,10 +7,10 @@ import (
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/datadir"
 	"github.com/portcullis/portcullis/internal/flow"
+	"github.com/portcullis/portcullis/internal/metrics"
 	"github.com/portcullis/portcullis/internal/plugins"
 	"github.com/portcullis/portcullis/internal/plugins/pin"
 	"github.com/portcullis/portcullis/internal/sandbox"
-	"github.com/portcullis/portcullis/internal/sandbox/native"
 	"github.com/portcullis/portcullis/internal/secrets"
 	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/store/sqlite"
@@ -68,7 +68,7 @@ func (a *App) openPlugins(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	deps := plugins.Deps{Registry: a.Gateway, Pins: pins, Secrets: sec, Audit: a.Audit, Alerts: a.Alerts,
+	deps := plugins.Deps{Registry: a.Gateway, Pins: pins, Secrets: sec, Audit: a.Events, Alerts: a.Alerts,
 		Logger:     a.Log.With("component", "plugins"),
 		Violations: func(ctx context.Context, v store.Violation) { a.Violations.Record(ctx, v) }}
 	for _, s := range cfg.Servers {
@@ -86,10 +86,11 @@ func (a *App) openPlugins(ctx context.Context) error {
 	return err
 }
 
-// sandboxRuntime returns the shared native runtime, creating it on first use.
-func (a *App) sandboxRuntime() (*native.Runtime, error) {
-	if a.Sandbox != nil {
-		return a.Sandbox, nil
+// sandboxRuntime returns the shared native runtime, creating it on first
+// use, decorated with metrics (a.Sandbox stays the native one).
+func (a *App) sandboxRuntime() (sandbox.Runtime, error) {
+	if a.runtime != nil {
+		return a.runtime, nil
 	}
 	rt, err := NewSandbox(a.Config, a.Log.With("component", "sandbox"))
 	if err != nil {
@@ -99,5 +100,6 @@ func (a *App) sandboxRuntime() (*native.Runtime, error) {
 	a.Log.Info("sandbox ready", "seccomp", rep.Seccomp, "landlock_abi", rep.LandlockABI,
 		"cgroups", fmt.Sprint(rep.Cgroups.Controllers), "memfd", rep.Memfd, "pool", rep.PoolSize, "degraded", rep.Degraded)
 	a.Sandbox = rt
-	return rt, nil
+	a.runtime = metrics.Runtime{Next: rt, M: a.Metrics}
+	return a.runtime, nil
 }

@@ -82,3 +82,16 @@ func (a *SecretsAdmin) Close() error {
 	}
 	return err
 }
+
+// SecretNames lists the stored secrets by name and user, never a value
+// (GET /admin/v1/secrets). It reads the store's secrets backend directly:
+// listing needs no key.
+func (a *App) SecretNames(ctx context.Context) ([]secrets.Info, error) {
+	b, ok := a.Store.(interface {
+		ListSecrets(ctx context.Context) ([]secrets.Info, error)
+	})
+	if !ok {
+		return nil, fmt.Errorf("secrets: store %T keeps no secrets", a.Store)
+	}
+	return b.ListSecrets(ctx)
+}

@@ -45,6 +45,12 @@ type Config struct {
 	// more events before it commits (group commit under concurrency);
 	// 0 never waits. A few hundred microseconds, well under one fsync.
 	Linger time.Duration
+	// OnCommit, if set, is told after every successful commit how many
+	// records it made durable and how long the backend took (the
+	// transaction alone, not the wait in the queue). It runs on the
+	// writer's goroutine, after the emitters were released and outside
+	// any lock, so it must be cheap and must not call Emit (metrics).
+	OnCommit func(records int, d time.Duration)
 }
 
 // Writer is the single audit writer: it batches concurrently emitted events
@@ -184,6 +190,12 @@ func (w *Writer) Emit(ctx context.Context, e *Event) error {
 	}
 }
 
+// QueueDepth returns the number of events waiting for the writer (not
+// yet taken into a batch), between 0 and Config.QueueSize. A queue that
+// stays near full means commits cannot keep up and Emit is applying
+// backpressure (metrics).
+func (w *Writer) QueueDepth() int { return len(w.queue) }
+
 // Healthy reports whether the last commit succeeded and no Emit has timed
 // out since. /readyz reports not ready while it is false.
 func (w *Writer) Healthy() bool { return w.healthy.Load() && !w.closing.Load() }
@@ -303,7 +315,9 @@ func (w *Writer) commit(batch []*pending) {
 		events[i] = p.ev
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.CommitTimeout)
+	start := time.Now()
 	err := w.backend.AppendAudit(ctx, w.cfg.Chain, events)
+	took := time.Since(start)
 	cancel()
 	if err != nil {
 		w.healthy.Store(false)
@@ -314,5 +328,8 @@ func (w *Writer) commit(batch []*pending) {
 	for _, p := range batch {
 		p.err = err
 		close(p.done)
+	}
+	if err == nil && w.cfg.OnCommit != nil {
+		w.cfg.OnCommit(len(batch), took)
 	}
 }

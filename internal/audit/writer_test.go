@@ -763,3 +763,55 @@ func TestSortableID(t *testing.T) {
 		t.Errorf("NewID() = %q", id)
 	}
 }
+
+// TestWriterStats: QueueDepth counts events waiting for the writer, and
+// OnCommit hears of every successful commit (records and backend time),
+// never of a failed one.
+func TestWriterStats(t *testing.T) {
+	type commit struct {
+		records int
+		d       time.Duration
+	}
+	commits := make(chan commit, 8)
+	g := newGate()
+	g.err = errBoom // the first batch fails
+	fb := &fakeBackend{hook: g.hook}
+	w := newTestWriter(t, Config{CommitTimeout: generous, QueueSize: 16, MaxBatch: 16,
+		OnCommit: func(records int, d time.Duration) { commits <- commit{records, d} }}, fb, nil)
+
+	if got := w.QueueDepth(); got != 0 {
+		t.Fatalf("QueueDepth() of an idle writer = %d, want 0", got)
+	}
+	first := emitAsync(t.Context(), w, &Event{Type: ToolCallStart})
+	recv(t, g.started, "first AppendAudit")
+	const n = 3
+	var errs []<-chan error
+	for range n {
+		errs = append(errs, emitAsync(t.Context(), w, &Event{Type: ToolCallStart}))
+	}
+	waitQueued(t, w, n)
+	if got := w.QueueDepth(); got != n {
+		t.Errorf("QueueDepth() with %d events waiting = %d", n, got)
+	}
+	close(g.release)
+	if err := recv(t, first, "first Emit"); !errors.Is(err, errBoom) {
+		t.Fatalf("first Emit = %v, want the backend error", err)
+	}
+	for _, ch := range errs {
+		if err := recv(t, ch, "Emit return"); err != nil {
+			t.Fatalf("Emit = %v", err)
+		}
+	}
+	c := recv(t, commits, "OnCommit")
+	if c.records != n || c.d < 0 {
+		t.Errorf("OnCommit(%d, %v), want (%d, >= 0)", c.records, c.d, n)
+	}
+	select {
+	case extra := <-commits:
+		t.Errorf("OnCommit(%d, %v) for a failed batch", extra.records, extra.d)
+	default:
+	}
+	if got := w.QueueDepth(); got != 0 {
+		t.Errorf("QueueDepth() after the commits = %d, want 0", got)
+	}
+}
