@@ -1,7 +1,10 @@
 // Package adminapi serves the JSON admin API under /admin/v1/: API keys,
-// users, roles and their permissions, Cedar policies and the audit log.
+// users, roles and their permissions, Cedar policies, the audit log,
+// quarantines, approvals, upstream servers, secret names, health and the
+// API's own OpenAPI 3.1 document (openapi.json, GET /admin/v1/openapi.json).
 // Every request must come from a principal holding the admin permission
-// for the area it touches ("keys", "users", "roles", "policies", "audit");
+// for the area it touches ("keys", "users", "roles", "policies", "audit",
+// "quarantine", "approvals", "plugins", "secrets", "health", "docs");
 // others get 403 and an admin.denied audit event. Every change is audited
 // as admin.* before the answer is sent (an unwritable audit log answers
 // 503), and changes that would leave no enabled user able to administer
@@ -59,8 +62,8 @@ type PolicyAdmin interface {
 	Explain(ctx context.Context, p *principal.Principal, tool string, args json.RawMessage) (policy.Decision, error)
 }
 
-// Deps are the API's collaborators; all are required except Now,
-// Policies and AccessChanged.
+// Deps are the API's collaborators: Store, Authn, Policy, Audit, Logger
+// and RequestMeta are required, the others optional.
 type Deps struct {
 	Store  store.Store
 	Authn  *authn.Authenticator
@@ -87,6 +90,17 @@ type Deps struct {
 	// Plugins serves the upstream servers and their pinned tool
 	// definitions (/admin/v1/plugins); nil answers 501.
 	Plugins PluginAdmin
+	// Secrets lists the stored secrets by name (/admin/v1/secrets; never
+	// a value); nil answers 501.
+	Secrets SecretLister
+	// Health runs the gateway's health checks (/admin/v1/health): it
+	// returns each check's result by name and a non-nil error when one
+	// fails (the answer says "degraded"; the error is logged, never sent).
+	// HealthChecks builds one. nil answers 501.
+	Health func(ctx context.Context) (map[string]any, error)
+	// Version is the gateway version given as info.version of the OpenAPI
+	// document; "" keeps the document's own ("v1").
+	Version string
 }
 
 // API is the admin HTTP handler.
@@ -97,6 +111,8 @@ type API struct {
 	// lockout check, so that two concurrent requests cannot each remove
 	// "another" last administrator. It covers this process only.
 	changeMu sync.Mutex
+	// openapi is the OpenAPI document as served (info.version set).
+	openapi []byte
 }
 
 // New returns the admin API.
@@ -107,7 +123,11 @@ func New(d Deps) (*API, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	a := &API{d: d, mux: http.NewServeMux()}
+	doc, err := openAPIDocument(d.Version)
+	if err != nil {
+		return nil, err
+	}
+	a := &API{d: d, mux: http.NewServeMux(), openapi: doc}
 	for _, r := range a.Routes() {
 		a.mux.Handle(r.Method+" "+r.Path, a.guard(r.Area, r.Handler))
 	}
@@ -124,7 +144,8 @@ type Route struct {
 	Handler      func(w http.ResponseWriter, r *http.Request, p *principal.Principal) error
 }
 
-// Routes lists every endpoint.
+// Routes lists every endpoint; openapi.json documents each one (a test
+// holds the two together).
 func (a *API) Routes() []Route {
 	return []Route{
 		{"GET", "/admin/v1/keys", "keys", a.listKeys},
@@ -161,6 +182,9 @@ func (a *API) Routes() []Route {
 		{"GET", "/admin/v1/plugins", "plugins", a.listPlugins},
 		{"GET", "/admin/v1/plugins/{server}/tools/{tool}", "plugins", a.getPluginTool},
 		{"POST", "/admin/v1/plugins/{server}/tools/{tool}/accept", "plugins", a.acceptPluginTool},
+		{"GET", "/admin/v1/secrets", "secrets", a.listSecrets},
+		{"GET", "/admin/v1/health", "health", a.health},
+		{"GET", "/admin/v1/openapi.json", "docs", a.serveOpenAPI},
 	}
 }
 

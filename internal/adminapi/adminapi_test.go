@@ -287,7 +287,8 @@ func TestRoutesAreAllGuarded(t *testing.T) {
 		"GET /admin/v1/approvals approvals", "GET /admin/v1/approvals/{id} approvals",
 		"POST /admin/v1/approvals/{id}/approve approvals", "POST /admin/v1/approvals/{id}/deny approvals",
 		"GET /admin/v1/plugins plugins", "GET /admin/v1/plugins/{server}/tools/{tool} plugins",
-		"POST /admin/v1/plugins/{server}/tools/{tool}/accept plugins"}
+		"POST /admin/v1/plugins/{server}/tools/{tool}/accept plugins",
+		"GET /admin/v1/secrets secrets", "GET /admin/v1/health health", "GET /admin/v1/openapi.json docs"}
 	if diff := cmp.Diff(want, paths); diff != "" {
 		t.Errorf("routes changed; extend allRoutes or accessRoutes and these tests (-want +got):\n%s", diff)
 	}

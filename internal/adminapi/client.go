@@ -434,3 +434,18 @@ func pluginToolPath(server, tool string) (string, error) {
 	}
 	return "/admin/v1/plugins/" + s + "/tools/" + t, nil
 }
+
+// ListSecrets returns the stored secrets by name and user, never a value.
+func (c *Client) ListSecrets(ctx context.Context) ([]SecretView, error) {
+	var v SecretsView
+	err := c.do(ctx, http.MethodGet, "/admin/v1/secrets", nil, nil, &v)
+	return v.Secrets, err
+}
+
+// Health runs the gateway's health checks; a degraded gateway is not an
+// error (Status says so).
+func (c *Client) Health(ctx context.Context) (HealthView, error) {
+	var v HealthView
+	err := c.do(ctx, http.MethodGet, "/admin/v1/health", nil, nil, &v)
+	return v, err
+}
