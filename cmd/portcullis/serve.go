@@ -50,6 +50,11 @@ Environment variables (each overrides the config key shown):
 
 func serve(parent context.Context, cfg *config.Config) error {
 	log := newLogger(cfg, os.Stderr)
+	// Configuration lint (`portcullis doctor`), before the data dir is
+	// touched: production mode refuses to start on a critical finding.
+	if err := lintAtStart(cfg, log); err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -76,10 +81,15 @@ func serve(parent context.Context, cfg *config.Config) error {
 	}
 	adeps := adminapi.Deps{Store: a.Store, Authn: a.Authn, Policy: a.Policy, Audit: a.Audit,
 		Policies: a.PolicyAdmin(), AccessChanged: a.AccessChanged, Checkpoint: a.Checkpoint, Abuse: a.AbuseAdmin(),
-		Approvals: a.Approvals,
-		Logger:    log.With("component", "admin"), RequestMeta: server.RequestMeta}
+		Approvals: a.Approvals, Secrets: adminapi.SecretListerFunc(a.SecretNames), Version: app.Version,
+		Logger: log.With("component", "admin"), RequestMeta: server.RequestMeta}
+	// The health checks are Ready's two probes, reported apart.
+	probes := map[string]func(context.Context) error{"store": a.Store.Ping, "audit": a.Audit.Probe}
 	if a.Plugins != nil { // a nil *plugins.Manager in the interface would not be nil
 		adeps.Plugins = a.Plugins
+		adeps.Health = adminapi.HealthChecks(probes, a.Plugins.Status)
+	} else {
+		adeps.Health = adminapi.HealthChecks(probes, nil)
 	}
 	admin, err := adminapi.New(adeps)
 	if err != nil {
@@ -99,10 +109,12 @@ func serve(parent context.Context, cfg *config.Config) error {
 		scfg.TrustedProxies = append(scfg.TrustedProxies, pfx)
 	}
 	scfg.ResourceMetadata, scfg.ResourceMetadataURL, scfg.ResourceMetadataPaths = a.ResourceMetadata()
-	srv, err := server.New(scfg, server.Deps{Authn: a.Bearer, MCP: mcpSrv, Admin: admin, Audit: a.Audit, Ready: a.Ready,
-		Logger: log, Lockout: a.Lockout, Alerts: a.Alerts,
-		Quarantined:   func(name string) bool { _, q := a.Violations.Quarantined(name, "", ""); return q },
-		OnAuthFailure: a.AuthViolation})
+	srv, err := server.New(scfg, server.Deps{Authn: a.Bearer, MCP: mcpSrv, Admin: admin, Audit: a.Events, Ready: a.Ready,
+		Metrics: a.Metrics.Handler(),
+		Logger:  log, Lockout: a.Lockout, Alerts: a.Alerts,
+		Quarantined:    func(name string) bool { _, q := a.Violations.Quarantined(name, "", ""); return q },
+		OnAuthFailure:  a.AuthViolation,
+		ConsoleAllowed: server.ConsoleAccess(a.Policy, admin.Routes())})
 	if err != nil {
 		closeApp()
 		return err

@@ -79,6 +79,9 @@ const (
 	EgressConnect      Type = "egress.connect"       // a sandboxed server's connection through the egress proxy ended
 	EgressRefused      Type = "egress.refused"       // the egress proxy refused a connection
 	FlowDeny           Type = "flow.deny"            // a flow rule refused a call in a session that had reached a labelled tool
+
+	ConsoleSessionCreate Type = "console.session.create" // an administrator signed in to the web console
+	ConsoleSessionEnd    Type = "console.session.end"    // an administrator signed out of the web console
 )
 
 // Types lists every event type Portcullis emits.
@@ -94,7 +97,7 @@ var Types = []Type{
 	ApprovalRequest, ApprovalGrant, ApprovalDeny, ApprovalExpire, ApprovalConsume,
 	AdminSecretSet, AdminSecretDelete,
 	PluginStart, PluginExit, PluginToolsChanged, PluginToolFlagged, PluginToolAccept, PluginToolRejected,
-	EgressConnect, EgressRefused, FlowDeny,
+	EgressConnect, EgressRefused, FlowDeny, ConsoleSessionCreate, ConsoleSessionEnd,
 }
 
 // codes are the stable numeric event codes (for SIEM rules that match on
@@ -103,7 +106,7 @@ var Types = []Type{
 // limits, 7xx quarantine, 8xx approvals, 9xx the server, its upstream servers (91x-92x) and egress (93x). Never renumber; new types take new numbers.
 var codes = map[Type]int{
 	ToolCallStart: 100, ToolCallEnd: 101, ToolCallRefused: 102, RequestInvalid: 110, SessionCreate: 120,
-	AuthFailure: 200, AuthLockout: 201,
+	AuthFailure: 200, AuthLockout: 201, ConsoleSessionCreate: 202, ConsoleSessionEnd: 203,
 	PolicyDeny: 300, PolicyWouldDeny: 301, PolicyReload: 310, PolicyReloadFailed: 311,
 	AdminDenied: 400, AdminUserCreate: 410, AdminUserGrant: 411, AdminUserDisable: 412, AdminUserEnable: 413,
 	AdminUserRevoke: 414, AdminRoleCreate: 420, AdminRoleGrant: 421, AdminRoleRevoke: 422,

@@ -179,6 +179,9 @@ type stackOptions struct {
 	admin http.Handler
 	// noHTTP builds the Server without an httptest server.
 	noHTTP bool
+	// console turns the web console on (Deps.ConsoleAllowed from the
+	// policy and the admin API's routes), before deps runs.
+	console bool
 	// config and deps adjust the server's Config and Deps.
 	config func(*server.Config)
 	deps   func(*server.Deps)
@@ -257,12 +260,13 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	admin := o.admin
+	var routes []adminapi.Route
 	if admin == nil {
 		api, err := adminapi.New(adminapi.Deps{Store: db, Authn: an, Policy: pol, Audit: spy, Logger: log, RequestMeta: server.RequestMeta})
 		if err != nil {
 			t.Fatal(err)
 		}
-		admin = api
+		admin, routes = api, api.Routes()
 	}
 	var sa server.Authenticator = an
 	if o.authn != nil {
@@ -271,6 +275,9 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	ready := &fakeReady{}
 	scfg := server.Config{MaxBodyBytes: o.maxBody, SessionTimeout: time.Minute, ReadHeaderTimeout: 10 * time.Second}
 	sdeps := server.Deps{Authn: sa, MCP: ms, Admin: admin, Audit: spy, Ready: ready.Ready, Logger: log}
+	if o.console {
+		sdeps.ConsoleAllowed = server.ConsoleAccess(pol, routes)
+	}
 	if o.config != nil {
 		o.config(&scfg)
 	}

@@ -1,13 +1,20 @@
 // Package server wires the HTTP surface: /mcp (MCP Streamable HTTP through
-// the official SDK), /healthz, /readyz and /admin/v1/. The middleware order
-// is set in one place (Chain), outermost first, and pinned by a test:
+// the official SDK), /healthz, /readyz, /admin/v1/ and the web console at
+// /ui/. The middleware order is set in one place (chain), outermost
+// first, and pinned by a test:
 //
 //	recover → request id → body limit → origin check → authenticate → audit bad requests → handler
 //
-// Identity comes only from the Authorization header; no client-chosen
-// header (X-User-ID, X-Forwarded-User, ...) is ever read. The client's
-// address is the TCP peer, or — only when the peer is a configured
-// trusted proxy — the nearest untrusted address in X-Forwarded-For.
+// and for the console's page and sign-in (ConsoleChain, console.go):
+//
+//	recover → request id → body limit → console headers → origin check → handler
+//
+// Identity comes only from the Authorization header or, on /admin/v1/
+// only, from a console session cookie accompanied by the session's CSRF
+// token; no client-chosen header (X-User-ID, X-Forwarded-User, ...) is
+// ever read. The client's address is the TCP peer, or — only when the
+// peer is a configured trusted proxy — the nearest untrusted address in
+// X-Forwarded-For.
 package server
 
 import (
@@ -33,6 +40,7 @@ import (
 	"github.com/portcullis/portcullis/internal/mcpserver"
 	"github.com/portcullis/portcullis/internal/principal"
 	"github.com/portcullis/portcullis/internal/reason"
+	"github.com/portcullis/portcullis/internal/ui"
 )
 
 // Authenticator verifies bearer credentials (implemented by *authn.Authenticator).
@@ -67,10 +75,18 @@ type Config struct {
 	ResourceMetadata      []byte
 	ResourceMetadataURL   string
 	ResourceMetadataPaths []string
+	// ConsoleIdleTimeout ends a console session unused for this long;
+	// ConsoleMaxAge ends it this long after sign-in whatever its use;
+	// ConsoleMaxSessions bounds the sessions held (the least recently
+	// used goes). Zero: DefaultConsoleIdleTimeout, DefaultConsoleMaxAge,
+	// DefaultConsoleMaxSessions.
+	ConsoleIdleTimeout time.Duration
+	ConsoleMaxAge      time.Duration
+	ConsoleMaxSessions int
 }
 
-// Deps are the server's collaborators; all are required except Lockout
-// and Alerts.
+// Deps are the server's collaborators; all are required except Lockout,
+// Alerts, Quarantined, OnAuthFailure, ConsoleAllowed and Now.
 type Deps struct {
 	Authn  Authenticator
 	MCP    *mcp.Server
@@ -89,15 +105,27 @@ type Deps struct {
 	// OnAuthFailure, if set, is told of every authentication failure (a
 	// violation; principal is empty when the credential named nobody).
 	OnAuthFailure func(ctx context.Context, principal, cause string)
+	// ConsoleAllowed, if set, turns the web console on (/ui/, and session
+	// cookies on /admin/v1/): it reports whether an authenticated
+	// principal may sign in (see ConsoleAccess). Nil: /ui/ is 404 and no
+	// cookie is ever read.
+	ConsoleAllowed func(p *principal.Principal) bool
+	// Metrics, if set, is served at GET /metrics (Prometheus text
+	// exposition). Like /healthz it needs no credential: it carries tool
+	// and role names and counts, never principals, arguments or secrets.
+	Metrics http.Handler
+	// Now is the clock of console sessions (default time.Now).
+	Now func() time.Time
 }
 
 // Server is the HTTP front end.
 type Server struct {
-	cfg  Config
-	d    Deps
-	http *http.Server
-	base context.Context
-	stop context.CancelFunc
+	cfg      Config
+	d        Deps
+	http     *http.Server
+	base     context.Context
+	stop     context.CancelFunc
+	sessions *sessionStore
 }
 
 // New returns a Server.
@@ -111,11 +139,27 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if (cfg.ResourceMetadata == nil) != (cfg.ResourceMetadataURL == "") {
 		return nil, errors.New("server: ResourceMetadata and ResourceMetadataURL go together")
 	}
+	if cfg.ConsoleIdleTimeout < 0 || cfg.ConsoleMaxAge < 0 || cfg.ConsoleMaxSessions < 0 {
+		return nil, errors.New("server: invalid config: console session limits must not be negative")
+	}
+	if cfg.ConsoleIdleTimeout == 0 {
+		cfg.ConsoleIdleTimeout = DefaultConsoleIdleTimeout
+	}
+	if cfg.ConsoleMaxAge == 0 {
+		cfg.ConsoleMaxAge = DefaultConsoleMaxAge
+	}
+	if cfg.ConsoleMaxSessions == 0 {
+		cfg.ConsoleMaxSessions = DefaultConsoleMaxSessions
+	}
 	if d.Alerts == nil {
 		d.Alerts = alert.LogSink{Logger: d.Logger}
 	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
 	base, stop := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, d: d, base: base, stop: stop}
+	s := &Server{cfg: cfg, d: d, base: base, stop: stop,
+		sessions: newSessionStore(cfg.ConsoleIdleTimeout, cfg.ConsoleMaxAge, cfg.ConsoleMaxSessions, d.Now)}
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -136,21 +180,32 @@ type Named struct {
 	Wrap Middleware
 }
 
-// Chain returns the middleware for the authenticated routes, outermost
-// first. This is the one place the order is set.
-func (s *Server) Chain() []Named {
+// Chain returns the middleware for /mcp, outermost first (bearer
+// credentials only).
+func (s *Server) Chain() []Named { return s.chain(false) }
+
+// chain is the one place the order is set. sessions lets console
+// session cookies authenticate too (the admin API with the console on).
+func (s *Server) chain(sessions bool) []Named {
 	return []Named{
 		{"recover", s.recoverer},
 		{"request_id", s.requestID},
 		{"body_limit", s.bodyLimit},
 		{"origin", s.originCheck},
-		{"authenticate", s.authenticate},
+		{"authenticate", s.authenticate(sessions)},
 		{"audit_bad_request", s.auditBadRequest},
 	}
 }
 
 // public is the prefix of Chain used for unauthenticated probes.
 func (s *Server) public() []Named { return s.Chain()[:3] }
+
+// ConsoleChain returns the middleware of /ui/, outermost first: the
+// public prefix, the console's security headers, and the origin check
+// (cross-origin sign-in and DNS rebinding); sign-in authenticates itself.
+func (s *Server) ConsoleChain() []Named {
+	return append(slices.Clone(s.public()), Named{"console_headers", s.consoleHeaders}, Named{"origin", s.originCheck})
+}
 
 func stack(h http.Handler, mws []Named) http.Handler {
 	for i := len(mws) - 1; i >= 0; i-- {
@@ -162,8 +217,16 @@ func stack(h http.Handler, mws []Named) http.Handler {
 // Handler returns the full HTTP handler.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	console := s.d.ConsoleAllowed != nil
 	mux.Handle("/mcp", stack(s.mcpHandler(), s.Chain()))
-	mux.Handle("/admin/v1/", stack(s.d.Admin, s.Chain()))
+	mux.Handle("/admin/v1/", stack(s.d.Admin, s.chain(console)))
+	if console {
+		mux.Handle(ui.Prefix, stack(s.consoleHandler(), s.ConsoleChain()))
+		mux.Handle("GET /ui", stack(http.RedirectHandler(ui.Prefix, http.StatusMovedPermanently), s.ConsoleChain()))
+	}
+	if s.d.Metrics != nil {
+		mux.Handle("GET /metrics", stack(s.d.Metrics, s.public()))
+	}
 	mux.Handle("GET /healthz", stack(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}), s.public()))
@@ -426,59 +489,98 @@ func isLoopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// authenticate requires a valid bearer credential. Failures get 401 with
+// authenticate requires a valid bearer credential — or, when sessions is
+// set and the request has no Authorization header, a console session
+// cookie with its CSRF token (authenticateSession). Failures get 401 with
 // WWW-Authenticate (RFC 6750 §3) and the same generic body whatever the
 // cause — unknown, wrong, revoked, expired, disabled or locked out; the
 // cause is recorded in an auth.failure audit event. A token that verified
 // but lacks a required scope gets 403 insufficient_scope (RFC 6750 §3.1).
 // Sources and principals that fail too often are locked out before their
 // credential is even looked up.
-func (s *Server) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, remote := RequestMeta(r)
-		src := authn.SourceKey(remote)
-		header := r.Header.Get("Authorization")
-		if locked, _ := s.d.Lockout.Locked(src); locked {
-			// Same answer as a wrong key: the client cannot tell.
-			s.authFailure(w, r, &authn.Failure{Cause: authn.CauseLocked}, header != "")
-			return
-		}
-		token, ok := authn.ParseBearer(header)
-		var p *principal.Principal
-		var err error
-		switch {
-		case header == "":
-			err = &authn.Failure{Cause: authn.CauseMissing}
-		case !ok:
-			err = &authn.Failure{Cause: authn.CauseMalformed}
-		default:
-			p, err = s.d.Authn.Authenticate(r.Context(), token)
-		}
-		if err == nil {
-			user := authn.PrincipalKey(p.Name)
-			if locked, _ := s.d.Lockout.Locked(user); locked {
-				err = &authn.Failure{Cause: authn.CauseLocked, User: p.Name, KeyID: p.KeyID}
-			} else {
-				s.d.Lockout.Success(user)
+func (s *Server) authenticate(sessions bool) Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			header := r.Header.Get("Authorization")
+			if sessions && header == "" {
+				if c, err := r.Cookie(SessionCookie); err == nil {
+					s.authenticateSession(w, r, c.Value, next)
+					return
+				}
 			}
-		}
-		if err != nil {
-			s.countFailure(r, src, err)
-			s.authFailure(w, r, err, header != "")
-			return
-		}
-		if s.d.Quarantined != nil && s.d.Quarantined(p.Name) {
-			rid, remote := RequestMeta(r)
-			if aerr := s.d.Audit.Emit(context.WithoutCancel(r.Context()), &audit.Event{Type: audit.QuarantineRefused,
-				Principal: p.Name, Roles: p.Roles, RequestID: rid, RemoteAddr: remote, Decision: audit.DecisionDeny,
-				Status: audit.StatusRefused, Reason: reason.PermissionDenied, Detail: r.Method + " " + r.URL.Path}); aerr != nil {
-				s.d.Logger.Error("audit of quarantine refusal failed", "err", aerr)
+			token, ok := authn.ParseBearer(header)
+			cause := ""
+			switch {
+			case header == "":
+				cause = authn.CauseMissing
+			case !ok:
+				cause = authn.CauseMalformed
 			}
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "access denied"})
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(principal.NewContext(r.Context(), p)))
-	})
+			p, err := s.verify(r, token, cause)
+			if err != nil {
+				s.refuse(w, r, err, header != "")
+				return
+			}
+			s.admit(w, r, p, next)
+		})
+	}
+}
+
+// verify turns a bearer credential into a principal: the source's
+// lockout first (before the credential is looked up), then a given
+// failure cause (missing or malformed credential), the authenticator,
+// and the principal's lockout. Errors are *authn.Failure.
+func (s *Server) verify(r *http.Request, token, cause string) (*principal.Principal, error) {
+	_, remote := RequestMeta(r)
+	if locked, _ := s.d.Lockout.Locked(authn.SourceKey(remote)); locked {
+		// Same answer as a wrong key: the client cannot tell.
+		return nil, &authn.Failure{Cause: authn.CauseLocked}
+	}
+	if cause != "" {
+		return nil, &authn.Failure{Cause: cause}
+	}
+	p, err := s.d.Authn.Authenticate(r.Context(), token)
+	if err != nil {
+		return nil, err
+	}
+	user := authn.PrincipalKey(p.Name)
+	if locked, _ := s.d.Lockout.Locked(user); locked {
+		return nil, &authn.Failure{Cause: authn.CauseLocked, User: p.Name, KeyID: p.KeyID}
+	}
+	s.d.Lockout.Success(user)
+	return p, nil
+}
+
+// refuse counts an authentication failure towards the lockout and
+// answers it (authFailure).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error, hadToken bool) {
+	_, remote := RequestMeta(r)
+	s.countFailure(r, authn.SourceKey(remote), err)
+	s.authFailure(w, r, err, hadToken)
+}
+
+// admit refuses a quarantined principal, else serves next as p.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, p *principal.Principal, next http.Handler) {
+	if s.refuseQuarantined(w, r, p) {
+		return
+	}
+	next.ServeHTTP(w, r.WithContext(principal.NewContext(r.Context(), p)))
+}
+
+// refuseQuarantined answers a quarantined principal with a generic 403
+// (audited quarantine.refused) and reports whether it did.
+func (s *Server) refuseQuarantined(w http.ResponseWriter, r *http.Request, p *principal.Principal) bool {
+	if s.d.Quarantined == nil || !s.d.Quarantined(p.Name) {
+		return false
+	}
+	rid, remote := RequestMeta(r)
+	if aerr := s.d.Audit.Emit(context.WithoutCancel(r.Context()), &audit.Event{Type: audit.QuarantineRefused,
+		Principal: p.Name, Roles: p.Roles, RequestID: rid, RemoteAddr: remote, Decision: audit.DecisionDeny,
+		Status: audit.StatusRefused, Reason: reason.PermissionDenied, Detail: r.Method + " " + r.URL.Path}); aerr != nil {
+		s.d.Logger.Error("audit of quarantine refusal failed", "err", aerr)
+	}
+	writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "access denied"})
+	return true
 }
 
 // countFailure feeds the lockout and reports new lockouts (auth.lockout
@@ -528,7 +630,7 @@ func (s *Server) authFailure(w http.ResponseWriter, r *http.Request, err error, 
 	if aerr := s.d.Audit.Emit(r.Context(), e); aerr != nil {
 		s.d.Logger.Error("audit of auth failure failed", "err", aerr)
 	}
-	if s.d.OnAuthFailure != nil && (f == nil || f.Cause != authn.CauseBackend) {
+	if s.d.OnAuthFailure != nil && (f == nil || f.Cause != authn.CauseBackend && f.Cause != CauseSessionUnknown && f.Cause != CauseSessionExpired) {
 		cause := "unknown"
 		if f != nil {
 			cause = f.Cause
