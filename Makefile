@@ -89,6 +89,19 @@ fuzz-smoke:
 bench-sandbox:
 	@GO=$(GO) scripts/bench-sandbox.sh
 
+.PHONY: bench bench-check
+## bench: every benchmark in one run (gateway overhead vs direct, built-in
+## throughput, policy, audit, sandbox, memory) against DESIGN §6; writes
+## BENCHMARKS.md and bench/baseline.json (root; ~5 min; not part of test)
+bench:
+	@GO=$(GO) scripts/bench.sh
+
+## bench-check: run the benchmark into bench/latest.json (or compare
+## RESULT=FILE) against bench/baseline.json, 25% tolerance; informational,
+## exit 0 unless STRICT=1 and a metric regressed
+bench-check:
+	@GO=$(GO) RESULT=$(RESULT) STRICT=$(STRICT) scripts/bench-check.sh
+
 tools: $(STATICCHECK) $(GOSEC) $(GOVULNCHECK) $(GITLEAKS)
 
 $(STATICCHECK):
