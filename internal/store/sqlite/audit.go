@@ -44,20 +44,20 @@ func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*aud
 			}
 		}
 	}()
+	st, err := db.auditStatements(ctx)
+	if err != nil {
+		return err
+	}
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: audit begin: %w", err)
 	}
 	defer tx.Rollback()
-	seq, hash, err := auditHead(ctx, tx)
+	seq, hash, err := auditHead(ctx, tx, tx.StmtContext(ctx, st.head))
 	if err != nil {
 		return err
 	}
-	stmt, err := tx.PrepareContext(ctx, insertAudit)
-	if err != nil {
-		return fmt.Errorf("sqlite: audit prepare: %w", err)
-	}
-	defer stmt.Close()
+	stmt := tx.StmtContext(ctx, st.insert) // closed with the transaction
 	for _, e := range events {
 		e.Roles = splitRoles(joinRoles(e.Roles)) // seal the roles as stored: sorted
 		if err := chain.Seal(e, seq, hash); err != nil {
@@ -83,10 +83,36 @@ func auditValues(e *audit.Event) []any {
 // auditHead returns the newest record's sequence and the hash to chain
 // onto: the newest record's, or if it is unsealed the newest sealed one's
 // (Verify reports the unsealed rows in between), or the genesis hash.
-func auditHead(ctx context.Context, tx *sql.Tx) (int64, string, error) {
+// auditStmts are the prepared statements of AppendAudit.
+type auditStmts struct {
+	head, insert *sql.Stmt
+}
+
+// auditStatements prepares the append's statements once on the writer
+// connection; a transaction uses them through tx.StmtContext without
+// parsing them again.
+func (db *DB) auditStatements(ctx context.Context) (auditStmts, error) {
+	db.stmtOnce.Do(func() {
+		ctx := context.WithoutCancel(ctx)
+		if db.stmts.head, db.stmtErr = db.w.PrepareContext(ctx, selectAuditHead); db.stmtErr != nil {
+			return
+		}
+		db.stmts.insert, db.stmtErr = db.w.PrepareContext(ctx, insertAudit)
+	})
+	if db.stmtErr != nil {
+		return auditStmts{}, fmt.Errorf("sqlite: audit prepare: %w", db.stmtErr)
+	}
+	return db.stmts, nil
+}
+
+const selectAuditHead = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
+
+// auditHead returns the chain head read inside tx (head is the prepared
+// selectAuditHead bound to tx).
+func auditHead(ctx context.Context, tx *sql.Tx, head *sql.Stmt) (int64, string, error) {
 	var seq int64
 	var hash string
-	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	err := head.QueryRowContext(ctx).Scan(&seq, &hash)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return 0, audit.GenesisHash, nil
