@@ -75,15 +75,7 @@ definition of a pending tool, else the accepted one.`,
 		Short: "Show a tool's pin: hashes, who accepted it, scan findings and the pending definition",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			server, tool, err := splitServerTool(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := af.client(g)
-			if err != nil {
-				return err
-			}
-			v, err := c.InspectPluginTool(cmd.Context(), server, tool)
+			_, v, err := inspectArg(cmd, af, g, args[0])
 			if err != nil {
 				return err
 			}
@@ -100,15 +92,7 @@ definition of a pending tool, else the accepted one.`,
 		Short: "Show what the pending definition changes ('- ' accepted only, '+ ' pending only)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			server, tool, err := splitServerTool(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := af.client(g)
-			if err != nil {
-				return err
-			}
-			v, err := c.InspectPluginTool(cmd.Context(), server, tool)
+			_, v, err := inspectArg(cmd, af, g, args[0])
 			if err != nil {
 				return err
 			}
@@ -165,6 +149,21 @@ are printed.`,
 
 	cmd.AddCommand(list, inspect, diff, accept)
 	return cmd
+}
+
+// inspectArg parses a SERVER/TOOL argument and fetches that tool's pin
+// through the admin API.
+func inspectArg(cmd *cobra.Command, af *adminFlags, g *globalFlags, arg string) (*adminapi.Client, adminapi.PluginToolView, error) {
+	server, tool, err := splitServerTool(arg)
+	if err != nil {
+		return nil, adminapi.PluginToolView{}, err
+	}
+	c, err := af.client(g)
+	if err != nil {
+		return nil, adminapi.PluginToolView{}, err
+	}
+	v, err := c.InspectPluginTool(cmd.Context(), server, tool)
+	return c, v, err
 }
 
 // splitServerTool parses a SERVER/TOOL argument.

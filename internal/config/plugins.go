@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/secrets"
 )
 
 // ServerConfig is one upstream MCP server ("plugin", issue 9; DESIGN §5).
@@ -300,10 +302,6 @@ func validateHTTPServer(key string, s *ServerConfig, bad func(key, format string
 	}
 }
 
-// secretNameRE is the secrets store's name rule (internal/secrets.Name).
-var secretNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
-
-// SecretNameOK reports whether name is a well-formed secret name (the
-// secrets store's rule: 1-128 characters [A-Za-z0-9_.:-], not starting
-// with punctuation).
-func SecretNameOK(name string) bool { return secretNameRE.MatchString(name) }
+// SecretNameOK reports whether name is a well-formed secret name: the
+// secrets store's own rule (secrets.Name).
+func SecretNameOK(name string) bool { return secrets.Name.MatchString(name) }

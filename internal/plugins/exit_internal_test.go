@@ -2,11 +2,12 @@ package plugins
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 
-	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/audit/audittest"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/plugins/pin"
 	"github.com/portcullis/portcullis/internal/plugins/pin/pintest"
@@ -20,10 +21,6 @@ type nopRegistry struct{}
 
 func (nopRegistry) SetServerTools(string, []tool.Tool) error { return nil }
 
-type nopAudit struct{}
-
-func (nopAudit) Emit(context.Context, *audit.Event) error { return nil }
-
 // TestSandboxKillsAreViolations: a server process killed by the sandbox
 // (seccomp, OOM, pids, file size, CPU) is a HIGH sandbox_violation of the
 // plugin; an ordinary exit or a kill by the gateway itself is not.
@@ -31,7 +28,7 @@ func TestSandboxKillsAreViolations(t *testing.T) {
 	var got []store.Violation
 	pins, _ := pin.New(pintest.NewMemory(), nil)
 	m, err := New(Config{Servers: []config.ServerConfig{{Name: "fx", URL: "https://fx.test/mcp", SecurityLevel: "strict"}}},
-		Deps{Registry: nopRegistry{}, Pins: pins, Audit: nopAudit{}, Logger: slog.New(slog.DiscardHandler),
+		Deps{Registry: nopRegistry{}, Pins: pins, Audit: &audittest.Recorder{}, Logger: slog.New(slog.DiscardHandler),
 			Violations: func(_ context.Context, v store.Violation) { got = append(got, v) }})
 	if err != nil {
 		t.Fatal(err)
@@ -58,5 +55,41 @@ func TestSandboxKillsAreViolations(t *testing.T) {
 		Violations: []sandbox.Violation{{Code: sandbox.ViolationSeccompKill}}}}, "")
 	if !strings.Contains(detail, "signal=SIGSYS") || !strings.Contains(detail, "SECCOMP_KILL") || status != "error" {
 		t.Errorf("describeExit: %q %q", detail, status)
+	}
+}
+
+// lineLog records Info lines for stderrLog.
+type lineLog struct{ lines []string }
+
+func (l *lineLog) Info(msg string, args ...any) {
+	l.lines = append(l.lines, fmt.Sprint(append([]any{msg}, args...)...))
+}
+
+// TestStderrLogRedactsAndBounds: a server printing its own secret to
+// stderr (split across writes, inside a longer line) has it replaced
+// before the line is logged; lines are cut at 1 KiB, an endless line is
+// emitted in pieces, and at most limit lines a minute are logged with the
+// rest counted.
+func TestStderrLogRedactsAndBounds(t *testing.T) {
+	secret := "tok-" + strings.Repeat("s3", 10)
+	l := &lineLog{}
+	w := newStderrLog(l, 5, []string{secret, "ab"}) // "ab" is too short to redact
+	half := len(secret) / 2
+	w.Write([]byte("leaking " + secret[:half]))
+	w.Write([]byte(secret[half:] + " now; about\n" + strings.Repeat("x", 2000) + "\n"))
+	if len(l.lines) != 2 || strings.Contains(l.lines[0], secret) || !strings.Contains(l.lines[0], "[REDACTED]") ||
+		!strings.Contains(l.lines[0], "about") {
+		t.Fatalf("lines %q: want the secret redacted and short values kept", l.lines)
+	}
+	if len(l.lines[1]) > maxStderrLine+64 {
+		t.Fatalf("a 2,000-byte line was logged with %d bytes", len(l.lines[1]))
+	}
+	w.Write([]byte(strings.Repeat("y", 5*maxStderrLine)))
+	for i := range 10 {
+		fmt.Fprintf(w, "line %d\n", i)
+	}
+	w.flush()
+	if n := len(l.lines); n != 6 || !strings.Contains(l.lines[n-1], "dropped") {
+		t.Fatalf("%d lines, last %q: want 5 logged, then the dropped count", n, l.lines[n-1])
 	}
 }

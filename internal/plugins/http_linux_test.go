@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis/portcullis/internal/audit/audittest"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/plugins"
 	"github.com/portcullis/portcullis/internal/plugins/pin"
@@ -53,7 +54,7 @@ func startHTTP(t *testing.T, sc config.ServerConfig, sec fakeSecrets) (*plugins.
 	sc.Name = "fx"
 	sc.Tools.Allow = []string{"*"}
 	m, err := plugins.New(plugins.Config{Servers: []config.ServerConfig{sc}, MinBackoff: 50 * time.Millisecond},
-		plugins.Deps{Registry: reg, Pins: pins, Secrets: sec, Audit: &recorder{}, Logger: slog.New(slog.DiscardHandler)})
+		plugins.Deps{Registry: reg, Pins: pins, Secrets: sec, Audit: &audittest.Recorder{}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +112,7 @@ func TestHTTPUpstreamWrongCredential(t *testing.T) {
 	pins, _ := pin.New(pintest.NewMemory(), nil)
 	m, err := plugins.New(plugins.Config{Servers: []config.ServerConfig{{Name: "fx", URL: url,
 		Auth: config.ServerAuth{BearerSecret: "remote_token"}, Tools: config.ServerTools{Allow: []string{"*"}}}}, MinBackoff: time.Second},
-		plugins.Deps{Registry: reg, Pins: pins, Secrets: fakeSecrets{"remote_token/": rand.Text()}, Audit: &recorder{},
+		plugins.Deps{Registry: reg, Pins: pins, Secrets: fakeSecrets{"remote_token/": rand.Text()}, Audit: &audittest.Recorder{},
 			Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/alert"
 	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/audit/audittest"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/plugins"
 	"github.com/portcullis/portcullis/internal/plugins/pin"
@@ -149,32 +150,6 @@ func (r *registry) get(server, name string) tool.Tool {
 	return nil
 }
 
-// recorder keeps audit events.
-type recorder struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (r *recorder) Emit(_ context.Context, e *audit.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, *e)
-	return nil
-}
-
-// of returns the events of type t ("" for all).
-func (r *recorder) of(t audit.Type) []audit.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []audit.Event
-	for _, e := range r.events {
-		if t == "" || e.Type == t {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 type violations struct {
 	mu   sync.Mutex
 	list []store.Violation
@@ -264,7 +239,7 @@ type env struct {
 	alerts *alerts
 	m      *plugins.Manager
 	reg    *registry
-	rec    *recorder
+	rec    *audittest.Recorder
 	vio    *violations
 	logs   *logLines
 	pins   *pin.Pinner
@@ -293,7 +268,7 @@ func startWith(t *testing.T, mc plugins.Config, sc config.ServerConfig, sec fake
 	if sc.Tools.Allow == nil {
 		sc.Tools.Allow = []string{"*"}
 	}
-	e := &env{reg: &registry{}, rec: &recorder{}, vio: &violations{}, logs: &logLines{}, alerts: &alerts{}}
+	e := &env{reg: &registry{}, rec: &audittest.Recorder{}, vio: &violations{}, logs: &logLines{}, alerts: &alerts{}}
 	var err error
 	if e.pins, err = pin.New(pintest.NewMemory(), nil); err != nil {
 		t.Fatal(err)
@@ -408,13 +383,13 @@ func TestSecurityLevels(t *testing.T) {
 				if !strings.Contains(out, "STATUS 403") {
 					t.Errorf("unlisted destination through the proxy: %q; want the proxy's 403", out)
 				}
-				waitFor(t, "egress.refused audit", func() bool { return len(e.rec.of(audit.EgressRefused)) > 0 })
+				waitFor(t, "egress.refused audit", func() bool { return len(e.rec.Of(audit.EgressRefused)) > 0 })
 				if v := e.vio.of(violation.EgressRefused); len(v) == 0 || v[0].Plugin != "fx" {
 					t.Errorf("egress refusal violations: %+v; want one for plugin fx", v)
 				}
 			}
 			if tc.proxyOK {
-				waitFor(t, "egress.connect audit", func() bool { return len(e.rec.of(audit.EgressConnect)) > 0 })
+				waitFor(t, "egress.connect audit", func() bool { return len(e.rec.Of(audit.EgressConnect)) > 0 })
 			}
 			if out, isErr := e.call(t, "read_file", map[string]any{"path": canary}); !isErr || strings.Contains(out, "CANARY") {
 				t.Errorf("read a host file outside the mounts: %q", out)
@@ -457,7 +432,7 @@ func TestRugPull(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.call(t, "crash", nil) // the server exits; the supervisor restarts it
-	waitFor(t, "restart with a changed echo", func() bool { return len(e.rec.of(audit.PluginToolsChanged)) > 0 })
+	waitFor(t, "restart with a changed echo", func() bool { return len(e.rec.Of(audit.PluginToolsChanged)) > 0 })
 	waitFor(t, "echo withheld", func() bool { return e.reg.get("fx", "fx__echo") == nil && e.reg.get("fx", "fx__getuid") != nil })
 	if v := e.vio.of(violation.DefinitionChanged); len(v) != 1 || v[0].Plugin != "fx" {
 		t.Fatalf("definition_changed violations: %+v", v)
@@ -479,13 +454,13 @@ func TestRugPull(t *testing.T) {
 	if out, _ := e.call(t, "echo", map[string]any{"text": "back"}); out != "back" {
 		t.Fatalf("echo after accept: %q", out)
 	}
-	if got := e.rec.of(audit.PluginToolAccept); len(got) != 1 || got[0].Principal != "admin" {
+	if got := e.rec.Of(audit.PluginToolAccept); len(got) != 1 || got[0].Principal != "admin" {
 		t.Fatalf("plugin.tool.accept events: %+v", got)
 	}
-	if n := len(e.rec.of(audit.PluginStart)); n < 2 {
+	if n := len(e.rec.Of(audit.PluginStart)); n < 2 {
 		t.Fatalf("plugin.start events: %d; want a start and a restart", n)
 	}
-	if n := len(e.rec.of(audit.PluginExit)); n < 1 {
+	if n := len(e.rec.Of(audit.PluginExit)); n < 1 {
 		t.Fatal("no plugin.exit event for the crash")
 	}
 }
@@ -501,7 +476,7 @@ func TestPoisonedToolWithheld(t *testing.T) {
 	if e.reg.get("fx", "fx__echo") == nil {
 		t.Fatal("clean tool not offered")
 	}
-	ev := e.rec.of(audit.PluginToolFlagged)
+	ev := e.rec.Of(audit.PluginToolFlagged)
 	if len(ev) != 1 || ev[0].Tool != "fx__poisoned_helper" || !strings.Contains(ev[0].Detail, "hidden-instruction") {
 		t.Fatalf("plugin.tool.flagged events: %+v", ev)
 	}
@@ -555,7 +530,7 @@ func TestSecretEnvAndStderr(t *testing.T) {
 			t.Fatal("the secret reached the log")
 		}
 	}
-	for _, ev := range e.rec.of("") {
+	for _, ev := range e.rec.Of("") {
 		if strings.Contains(ev.Detail, tok) || bytes.Contains(ev.Args, []byte(tok)) {
 			t.Fatal("the secret reached the audit log")
 		}
@@ -566,7 +541,7 @@ func TestSecretEnvAndStderr(t *testing.T) {
 // not start (and the error names the secret, not a value).
 func TestMissingSecretRefusesStart(t *testing.T) {
 	rt := sandboxRuntime(t)
-	rec := &recorder{}
+	rec := &audittest.Recorder{}
 	pins, _ := pin.New(pintest.NewMemory(), nil)
 	m, err := plugins.New(plugins.Config{Servers: []config.ServerConfig{{Name: "fx", SecurityLevel: "strict",
 		Command: []string{"/bin/true"}, Env: map[string]string{"T": "${secret:absent}"}, Tools: config.ServerTools{Allow: []string{"*"}}}},
@@ -577,8 +552,8 @@ func TestMissingSecretRefusesStart(t *testing.T) {
 	}
 	m.Start(t.Context())
 	defer m.Close()
-	waitFor(t, "plugin.exit", func() bool { return len(rec.of(audit.PluginExit)) > 0 })
-	if ev := rec.of(audit.PluginExit)[0]; !strings.Contains(ev.Detail, `"absent"`) || ev.Status != audit.StatusError {
+	waitFor(t, "plugin.exit", func() bool { return len(rec.Of(audit.PluginExit)) > 0 })
+	if ev := rec.Of(audit.PluginExit)[0]; !strings.Contains(ev.Detail, `"absent"`) || ev.Status != audit.StatusError {
 		t.Fatalf("plugin.exit: %+v", ev)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
@@ -591,7 +566,7 @@ func TestMissingSecretRefusesStart(t *testing.T) {
 // TestConfigRefusals: what New refuses before anything runs.
 func TestConfigRefusals(t *testing.T) {
 	pins, _ := pin.New(pintest.NewMemory(), nil)
-	deps := plugins.Deps{Registry: &registry{}, Pins: pins, Audit: &recorder{}, Logger: slog.New(slog.DiscardHandler)}
+	deps := plugins.Deps{Registry: &registry{}, Pins: pins, Audit: &audittest.Recorder{}, Logger: slog.New(slog.DiscardHandler)}
 	for name, sc := range map[string]config.ServerConfig{
 		"stdio without a sandbox": {Name: "a", Command: []string{"/bin/true"}, SecurityLevel: "strict"},
 		"bad level":               {Name: "a", URL: "https://x.test/mcp", SecurityLevel: "lax"},
@@ -618,9 +593,9 @@ func TestHungServerRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "a restart after failed pings", func() bool {
-		for _, ev := range e.rec.of(audit.PluginExit) {
+		for _, ev := range e.rec.Of(audit.PluginExit) {
 			if strings.Contains(ev.Detail, "no answer to 2 pings") {
-				return len(e.rec.of(audit.PluginStart)) >= 2
+				return len(e.rec.Of(audit.PluginStart)) >= 2
 			}
 		}
 		return false

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path"
 	"strings"
 	"sync"
@@ -143,16 +144,10 @@ func (s *server) supervise(ctx context.Context) {
 		backoff = min(2*backoff, s.m.cfg.MaxBackoff)
 	}
 	s.setState("stopped", "")
-	if c := s.current(); c != nil {
-		c.stop()
-	}
 }
 
 // run serves one connection until it ends.
-func (s *server) run(ctx context.Context, c *conn, log interface {
-	Warn(string, ...any)
-	Info(string, ...any)
-}) {
+func (s *server) run(ctx context.Context, c *conn, log *slog.Logger) {
 	s.mu.Lock()
 	s.cur = c
 	s.mu.Unlock()
