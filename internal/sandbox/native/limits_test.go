@@ -598,7 +598,10 @@ print("first child death: signal", status & 0x7f)
 	if diff := cmp.Diff(want, violationCodes(res)); diff != "" {
 		t.Errorf("violations (-want +got):\n%s", diff)
 	}
-	if res.PeakMemoryBytes > spec.Limits.MemoryBytes {
-		t.Errorf("peak memory %d above the %d-byte limit", res.PeakMemoryBytes, spec.Limits.MemoryBytes)
+	// cgroup v1's max_usage_in_bytes may record one page charged past the
+	// limit in the instant before the OOM killer acts (seen once in CI:
+	// 64 MiB + 4096); anything more would be a limit not enforced.
+	if slack := int64(os.Getpagesize()); res.PeakMemoryBytes > spec.Limits.MemoryBytes+slack {
+		t.Errorf("peak memory %d above the %d-byte limit (+%d page slack)", res.PeakMemoryBytes, spec.Limits.MemoryBytes, slack)
 	}
 }
