@@ -80,6 +80,7 @@ func (a *App) reloadGrantsLocked(ctx context.Context) error {
 		return err
 	}
 	a.Policy.Invalidate()
+	a.Authn.Invalidate()
 	a.accessVersion = v
 	if a.Violations != nil { // quarantines changed by another process
 		if err := a.Violations.Reload(ctx); err != nil {
@@ -202,6 +203,10 @@ func (a *App) StartBackground() {
 	}
 }
 
+// keyCacheMaxAge bounds how long a verified API key is trusted without
+// reading the store again, should the access-version watcher fail.
+const keyCacheMaxAge = 30 * time.Second
+
 // openAuthn builds API key authentication, OIDC (when oidc.issuer is
 // set: discovery and the JWK Set are fetched now, so a wrong issuer fails
 // the start) and the lockout.
@@ -210,6 +215,11 @@ func (a *App) openAuthn(ctx context.Context, serverSecret []byte) error {
 	if a.Authn, err = authn.New(serverSecret, a.Store, nil); err != nil {
 		return err
 	}
+	// Verified keys are cached; every access change made through this
+	// process drops them at once (AccessChanged), one made by another
+	// process within policy.reload_interval (watchPolicies), and an entry
+	// is never used for longer than keyCacheMaxAge.
+	a.Authn.CacheKeys(keyCacheMaxAge)
 	a.Bearer = &authn.Bearer{Keys: a.Authn, Users: a.Store,
 		OnUserCreated: func(ctx context.Context, name string) {
 			a.emitSystem(ctx, &audit.Event{Type: audit.AdminUserCreate, Status: audit.StatusOK,

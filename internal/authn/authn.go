@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portcullis/portcullis/internal/principal"
@@ -82,7 +83,31 @@ type Authenticator struct {
 	secret []byte
 	keys   KeyStore
 	now    func() time.Time
+	cache  keyCache
 }
+
+// keyCache holds recently verified keys with their users, by digest, so
+// that a busy client does not cost a store lookup per request. Only keys
+// that were found are cached (a guess never fills it). An entry is used
+// for at most maxAge; Invalidate drops every entry, and a lookup that was
+// in flight while Invalidate ran does not store what it read (gen), so a
+// revocation is never undone by a racing request.
+type keyCache struct {
+	mu      sync.Mutex
+	maxAge  time.Duration // 0: caching off
+	max     int
+	gen     uint64
+	entries map[string]cachedKey
+}
+
+type cachedKey struct {
+	key  store.APIKey
+	user store.User
+	at   time.Time
+}
+
+// KeyCacheMaxEntries bounds the key cache; when full it is emptied.
+const KeyCacheMaxEntries = 10_000
 
 // New returns an Authenticator. secret must be SecretSize bytes.
 func New(secret []byte, keys KeyStore, now func() time.Time) (*Authenticator, error) {
@@ -96,6 +121,58 @@ func New(secret []byte, keys KeyStore, now func() time.Time) (*Authenticator, er
 		now = time.Now
 	}
 	return &Authenticator{secret: slices.Clone(secret), keys: keys, now: now}, nil
+}
+
+// CacheKeys turns on caching of verified keys for at most maxAge each (0
+// turns it off, the default). The caller must call Invalidate after every
+// change of users, roles or keys it makes (the admin API does, through the
+// app's AccessChanged) and whenever the store's access version moves (the
+// app's watcher polls it every policy.reload_interval), so that a key
+// revoked or a user disabled elsewhere stops working within that interval
+// and one revoked here stops at once. maxAge bounds staleness if the
+// watcher cannot reach the store.
+func (a *Authenticator) CacheKeys(maxAge time.Duration) {
+	a.cache.mu.Lock()
+	defer a.cache.mu.Unlock()
+	a.cache.maxAge, a.cache.max = max(maxAge, 0), KeyCacheMaxEntries
+	a.cache.gen++
+	a.cache.entries = nil
+}
+
+// Invalidate drops every cached key. Safe for concurrent use.
+func (a *Authenticator) Invalidate() {
+	a.cache.mu.Lock()
+	defer a.cache.mu.Unlock()
+	a.cache.gen++
+	a.cache.entries = nil
+}
+
+// lookup returns the key with digest h and its user, from the cache when
+// an entry younger than maxAge exists, else from the store (caching a
+// found key unless Invalidate ran meanwhile).
+func (a *Authenticator) lookup(ctx context.Context, h []byte) (store.APIKey, store.User, error) {
+	c := &a.cache
+	now := a.now()
+	c.mu.Lock()
+	maxAge, gen := c.maxAge, c.gen
+	if e, ok := c.entries[string(h)]; ok && maxAge > 0 && now.Sub(e.at) < maxAge && !now.Before(e.at) {
+		c.mu.Unlock()
+		return e.key, e.user, nil
+	}
+	c.mu.Unlock()
+	k, u, err := a.keys.APIKeyByHash(ctx, h)
+	if err != nil || maxAge == 0 {
+		return k, u, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen == gen {
+		if c.entries == nil || len(c.entries) >= c.max {
+			c.entries = make(map[string]cachedKey)
+		}
+		c.entries[string(h)] = cachedKey{key: k, user: u, at: now}
+	}
+	return k, u, nil
 }
 
 // Hash returns HMAC-SHA256(secret, key): the only form of a key stored.
@@ -151,7 +228,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (*principa
 		return nil, &Failure{Cause: CauseMalformed}
 	}
 	h := a.Hash(key)
-	k, u, err := a.keys.APIKeyByHash(ctx, h)
+	k, u, err := a.lookup(ctx, h)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, &Failure{Cause: CauseUnknown}
 	}
