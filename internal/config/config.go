@@ -60,6 +60,7 @@ type Config struct {
 	Auth    AuthConfig    `yaml:"auth"`
 	OIDC    OIDCConfig    `yaml:"oidc"`
 	TLS     TLSConfig     `yaml:"tls"`
+	Storage StorageConfig `yaml:"storage"`
 
 	Limits     LimitsConfig     `yaml:"limits"`
 	Violations ViolationsConfig `yaml:"violations"`
@@ -344,8 +345,9 @@ func Default() *Config {
 		},
 		Audit: AuditConfig{CommitTimeout: 5 * time.Second, QueueSize: 4096, MaxBatch: 512,
 			Linger: 300 * time.Microsecond, CheckpointInterval: 15 * time.Minute},
-		Log:    LogConfig{Level: "info", Format: "text"},
-		Policy: PolicyConfig{Mode: "enforce", ReloadInterval: 2 * time.Second, Timezone: "UTC"},
+		Log:     LogConfig{Level: "info", Format: "text"},
+		Policy:  PolicyConfig{Mode: "enforce", ReloadInterval: 2 * time.Second, Timezone: "UTC"},
+		Storage: StorageConfig{Driver: DriverSQLite},
 		Auth: AuthConfig{Lockout: LockoutConfig{Threshold: 10, Window: 5 * time.Minute,
 			BaseDelay: time.Minute, MaxDelay: time.Hour}},
 	}
@@ -524,6 +526,7 @@ func (c *Config) Validate() error {
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
 	c.validateAccess(bad)
+	c.validateStorage(bad)
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
