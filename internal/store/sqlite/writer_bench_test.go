@@ -46,7 +46,7 @@ func BenchmarkWriterGroupCommit(b *testing.B) {
 					for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
 						e := &audit.Event{
 							Type: audit.ToolCallStart, Principal: fmt.Sprintf("user-%d", g), Roles: []string{"developer"},
-							Session: "mcp-session-7f3a", RequestID: fmt.Sprintf("req-%d", i), RemoteAddr: "10.1.2.3:51234",
+							Session: "mcp-session-7f3a", RequestID: "req_" + audit.SortableID(time.Now()), RemoteAddr: "10.1.2.3:51234",
 							Tool: "read_file", Server: "files", ArgsDigest: "hmac-sha256:4b227777d4dd1fc61c6f884f48641d02b4d121d3fd328cb08b5531fcacdabf8a",
 							Args: benchArgs, Decision: audit.DecisionAllow, Status: audit.StatusStarted,
 						}
