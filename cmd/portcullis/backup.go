@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portcullis/portcullis/internal/app"
+	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/datadir"
 	"github.com/portcullis/portcullis/internal/store/sqlite"
 )
@@ -36,6 +37,9 @@ before the command reports success.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(g)
 			if err != nil {
+				return err
+			}
+			if err := sqliteOnly(cfg); err != nil {
 				return err
 			}
 			dst, err := filepath.Abs(args[0])
@@ -95,6 +99,9 @@ be stopped: restore takes the data dir lock that a running server holds.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(g)
 			if err != nil {
+				return err
+			}
+			if err := sqliteOnly(cfg); err != nil {
 				return err
 			}
 			src, err := filepath.Abs(args[0])
@@ -191,6 +198,16 @@ func syncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
 		return err
+	}
+	return nil
+}
+
+// sqliteOnly refuses backup and restore on PostgreSQL, whose backups are
+// the database's own tools' job.
+func sqliteOnly(cfg *config.Config) error {
+	if cfg.Storage.Driver == config.DriverPostgres {
+		return errors.New("storage.driver is postgres: back up and restore the database with pg_dump / pg_restore " +
+			"(or your provider's snapshots), and keep the data dir's key files with it")
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -13,10 +12,8 @@ import (
 	"github.com/portcullis/portcullis/internal/alert"
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/config"
-	"github.com/portcullis/portcullis/internal/datadir"
 	"github.com/portcullis/portcullis/internal/limits"
 	"github.com/portcullis/portcullis/internal/store"
-	"github.com/portcullis/portcullis/internal/store/sqlite"
 	"github.com/portcullis/portcullis/internal/violation"
 )
 
@@ -113,7 +110,7 @@ func ReleaseOffline(ctx context.Context, cfg *config.Config, target, by, why str
 	if err != nil {
 		return store.Quarantine{}, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, datadir.DatabaseFile), sqlite.Options{Logger: log})
+	db, err := OpenStorage(ctx, cfg, log)
 	if err != nil {
 		return store.Quarantine{}, err
 	}

@@ -31,7 +31,6 @@ import (
 	"github.com/portcullis/portcullis/internal/sandbox"
 	"github.com/portcullis/portcullis/internal/sandbox/native"
 	"github.com/portcullis/portcullis/internal/store"
-	"github.com/portcullis/portcullis/internal/store/sqlite"
 	"github.com/portcullis/portcullis/internal/tools/command"
 	"github.com/portcullis/portcullis/internal/tools/files"
 	gittools "github.com/portcullis/portcullis/internal/tools/git"
@@ -117,7 +116,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, datadir.DatabaseFile), sqlite.Options{Logger: log})
+	db, err := OpenStorage(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}

@@ -209,9 +209,10 @@ type VerifyOptions struct {
 }
 
 // VerifyAudit verifies the audit chain of the database in cfg.DataDir (or
-// opts.Database),
-// offline and read-only (safe while a gateway is serving from it), and
-// also runs SQLite's integrity check.
+// opts.Database), offline and read-only (safe while a gateway is serving
+// from it), and also runs SQLite's integrity check. With storage.driver
+// postgres (and no opts.Database) it verifies the shared PostgreSQL
+// database instead.
 func VerifyAudit(ctx context.Context, cfg *config.Config, opts VerifyOptions, log *slog.Logger) (audit.VerifyReport, error) {
 	chain, err := AuditChain(cfg, os.Getenv, false)
 	if err != nil {
@@ -233,6 +234,18 @@ func VerifyAudit(ctx context.Context, cfg *config.Config, opts VerifyOptions, lo
 		}
 		anchors = append(anchors, cp)
 	}
+	vopts := audit.VerifyOptions{Chain: chain, PublicKey: pub, Anchors: anchors,
+		Progress: opts.Progress, AcceptUnsealedPrefix: opts.AcceptUnsealedPrefix}
+	if cfg.Storage.Driver == config.DriverPostgres && opts.Database == "" {
+		// Every replica's records, in the shared database; PostgreSQL
+		// checks its own pages (data checksums), there is no file to check.
+		db, err := OpenStorage(ctx, cfg, log)
+		if err != nil {
+			return audit.VerifyReport{}, err
+		}
+		defer db.Close()
+		return audit.Verify(ctx, db, vopts)
+	}
 	path := opts.Database
 	if path == "" {
 		path = filepath.Join(cfg.DataDir, datadir.DatabaseFile)
@@ -245,8 +258,7 @@ func VerifyAudit(ctx context.Context, cfg *config.Config, opts VerifyOptions, lo
 	if err := db.IntegrityCheck(ctx); err != nil {
 		return audit.VerifyReport{}, err
 	}
-	return audit.Verify(ctx, db, audit.VerifyOptions{Chain: chain, PublicKey: pub, Anchors: anchors,
-		Progress: opts.Progress, AcceptUnsealedPrefix: opts.AcceptUnsealedPrefix})
+	return audit.Verify(ctx, db, vopts)
 }
 
 func fileExists(p string) bool {

@@ -13,7 +13,6 @@ import (
 	"github.com/portcullis/portcullis/internal/sandbox"
 	"github.com/portcullis/portcullis/internal/secrets"
 	"github.com/portcullis/portcullis/internal/store"
-	"github.com/portcullis/portcullis/internal/store/sqlite"
 )
 
 // flowTracker builds the flow rules of the config (nil when there are none).
@@ -48,7 +47,7 @@ func (a *App) pluginThreshold(name string) int {
 // start is refused rather than run the server unconfined.
 func (a *App) openPlugins(ctx context.Context) error {
 	cfg := a.Config
-	db, ok := a.Store.(*sqlite.DB)
+	db, ok := a.Store.(Storage)
 	if !ok {
 		return fmt.Errorf("plugins: store %T keeps no pins", a.Store)
 	}

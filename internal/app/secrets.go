@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/datadir"
 	"github.com/portcullis/portcullis/internal/secrets"
-	"github.com/portcullis/portcullis/internal/store/sqlite"
 )
 
 // SecretsAdmin manages the secrets store offline (`portcullis secret`):
@@ -19,7 +17,7 @@ import (
 // every change (admin.secret.set / admin.secret.delete, never the value).
 type SecretsAdmin struct {
 	*secrets.Store
-	db *sqlite.DB
+	db Storage
 	w  *audit.Writer
 	by string
 }
@@ -38,7 +36,7 @@ func OpenSecretsAdmin(ctx context.Context, cfg *config.Config, by string, log *s
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, datadir.DatabaseFile), sqlite.Options{Logger: log})
+	db, err := OpenStorage(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
