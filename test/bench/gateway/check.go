@@ -46,6 +46,9 @@ func flatten(r *Result) []metric {
 	for _, a := range r.Audit {
 		ms = append(ms, metric{fmt.Sprintf("audit.w%d.records_per_s", a.Writers), a.RecordsPerS, "records/s", true})
 	}
+	for _, a := range r.AuditPostgres {
+		ms = append(ms, metric{fmt.Sprintf("audit_postgres.w%d.records_per_s", a.Writers), a.RecordsPerS, "records/s", true})
+	}
 	if r.Sandbox != nil {
 		for _, s := range r.Sandbox.Rows {
 			ms = append(ms, metric{fmt.Sprintf("sandbox.%s.%s.p50", s.Program, s.Mode), s.P50MS, "ms", false},

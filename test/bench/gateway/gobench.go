@@ -38,12 +38,28 @@ func goBench(ctx context.Context, o *options, pkg, pattern, benchtime, profile s
 	}
 	cmd := exec.CommandContext(ctx, o.goCmd, append(args, module+"/"+pkg)...)
 	cmd.Dir = dir
+	cmd.Env = benchEnv(os.Environ())
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("go test -bench %s %s: %w\n%s", pattern, pkg, err, out.String())
 	}
 	return parseBench(out.String()), nil
+}
+
+// benchGOGC is the collector setting the in-process benchmarks run with:
+// the one `portcullis serve` uses by default (cmd/portcullis/serve.go), so
+// that policy decisions and audit appends are measured as the gateway
+// runs them. An explicit GOGC in the environment wins.
+const benchGOGC = "400"
+
+func benchEnv(env []string) []string {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "GOGC=") {
+			return env
+		}
+	}
+	return append(env, "GOGC="+benchGOGC)
 }
 
 // parseBench reads "BenchmarkX/sub-2  N  v unit  v unit ..." lines.
@@ -132,6 +148,29 @@ func benchAudit(ctx context.Context, o *options, res *Result) error {
 	}
 	if bestAudit(res).RecordsPerS < targetAuditPerS {
 		return profileGoBench(ctx, o, res, "audit records/s", auditPkg, auditBench+"/writers=64", auditBenchNs, "audit")
+	}
+	return nil
+}
+
+// auditPostgresPkg holds the same writer benchmark on PostgreSQL; its
+// TestMain starts a throwaway cluster (internal/store/postgres/pgtest).
+const auditPostgresPkg = "internal/store/postgres"
+
+// benchAuditPostgres runs BenchmarkWriterGroupCommit on PostgreSQL (1, 8,
+// 64 writers; fsync and synchronous_commit on). Without PostgreSQL
+// binaries it records a note instead of failing the whole run.
+func benchAuditPostgres(ctx context.Context, o *options, res *Result) error {
+	progress("audit on PostgreSQL: go test -bench %s ./%s (%s per size)", auditBench, auditPostgresPkg, auditBenchNs)
+	lines, err := goBench(ctx, o, auditPostgresPkg, auditBench, auditBenchNs, "")
+	if err != nil {
+		res.Notes = append(res.Notes, fmt.Sprintf("the PostgreSQL audit benchmark did not run: %v", err))
+		progress("  skipped: %v", err)
+		return nil
+	}
+	for _, bl := range lines {
+		ar := AuditResult{Writers: subValue(bl.name, "writers"), RecordsPerS: round(bl.metrics["records/s"], 0)}
+		res.AuditPostgres = append(res.AuditPostgres, ar)
+		progress("  %d writers: %.0f records/s", ar.Writers, ar.RecordsPerS)
 	}
 	return nil
 }

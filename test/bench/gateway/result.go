@@ -16,20 +16,23 @@ const schemaVersion = 1
 // Result is everything one run measured; it is the JSON file, and
 // BENCHMARKS.md is rendered from it.
 type Result struct {
-	Schema   int             `json:"schema"`
-	Date     string          `json:"date"`
-	Commit   string          `json:"commit"`
-	Dirty    bool            `json:"dirty"`
-	Machine  Machine         `json:"machine"`
-	Gateway  GatewaySection  `json:"gateway"`
-	Builtin  *LoadResult     `json:"builtin_file_info,omitempty"`
-	Policy   []PolicyResult  `json:"policy,omitempty"`
-	Audit    []AuditResult   `json:"audit,omitempty"`
-	Sandbox  *SandboxSection `json:"sandbox,omitempty"`
-	Memory   *Memory         `json:"memory,omitempty"`
-	Targets  []Target        `json:"targets"`
-	Profiles []Profile       `json:"profiles,omitempty"`
-	Notes    []string        `json:"notes,omitempty"`
+	Schema  int            `json:"schema"`
+	Date    string         `json:"date"`
+	Commit  string         `json:"commit"`
+	Dirty   bool           `json:"dirty"`
+	Machine Machine        `json:"machine"`
+	Gateway GatewaySection `json:"gateway"`
+	Builtin *LoadResult    `json:"builtin_file_info,omitempty"`
+	Policy  []PolicyResult `json:"policy,omitempty"`
+	Audit   []AuditResult  `json:"audit,omitempty"`
+	// AuditPostgres is the same benchmark on PostgreSQL (issue 12), on a
+	// throwaway local cluster; informational, no target of its own.
+	AuditPostgres []AuditResult   `json:"audit_postgres,omitempty"`
+	Sandbox       *SandboxSection `json:"sandbox,omitempty"`
+	Memory        *Memory         `json:"memory,omitempty"`
+	Targets       []Target        `json:"targets"`
+	Profiles      []Profile       `json:"profiles,omitempty"`
+	Notes         []string        `json:"notes,omitempty"`
 }
 
 // Machine describes where the run happened.

@@ -85,6 +85,9 @@ func runAll(ctx context.Context, o *options) (*Result, error) {
 		if err := benchAudit(ctx, o, res); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
+		if err := benchAuditPostgres(ctx, o, res); err != nil {
+			return nil, fmt.Errorf("audit on postgres: %w", err)
+		}
 	}
 	if !o.skipSandbox {
 		if err := benchSandbox(ctx, o, res); err != nil {
