@@ -109,6 +109,11 @@ func (db *DB) CreateQuarantine(ctx context.Context, q store.Quarantine) (store.Q
 	if isUnique(err) {
 		existing, qerr := scanQuarantine(db.w.QueryRowContext(ctx, `SELECT `+quarantineColumns+
 			` FROM quarantines WHERE kind = ? AND subject = ? AND released_ns IS NULL`, q.Kind, q.Subject))
+		if errors.Is(qerr, sql.ErrNoRows) {
+			// The id is taken (not this subject's active quarantine), or
+			// the conflicting one was released meanwhile.
+			return q, fmt.Errorf("%w: quarantine id %s already exists", store.ErrConflict, q.ID)
+		}
 		if qerr != nil {
 			return q, fmt.Errorf("sqlite: quarantine: %w", qerr)
 		}

@@ -194,8 +194,8 @@ var quarantineCases = []testCase{
 		_, err = b.CreateQuarantine(ctx, quarantine("qua_3", store.QuarantineSession, "alice", at(2*time.Minute)))
 		must(t, err)
 		// A duplicate id of another subject is refused too.
-		if _, err := b.CreateQuarantine(ctx, quarantine("qua_1", store.QuarantinePlugin, "files", at(3*time.Minute))); err == nil {
-			t.Error("CreateQuarantine with an existing id = nil, want an error")
+		if _, err := b.CreateQuarantine(ctx, quarantine("qua_1", store.QuarantinePlugin, "files", at(3*time.Minute))); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("CreateQuarantine with an existing id = %v, want ErrConflict", err)
 		}
 		if diff := cmp.Diff([]string{"qua_3", "qua_1"}, activeIDs(t, b, true)); diff != "" {
 			t.Errorf("quarantines (-want +got):\n%s", diff)

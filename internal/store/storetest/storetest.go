@@ -14,9 +14,12 @@
 // head inside its transaction); per-replica chains (issue 12) will change
 // the WritersOnTwoReplicas case with that contract.
 //
-// The suite's own times have microsecond precision: a backend must keep at
-// least that (PostgreSQL's timestamptz does; SQLite keeps nanoseconds; the
-// pin cases of pintest use nanoseconds). Strings never contain NUL bytes,
+// The suite's own times mostly have microsecond precision, but audit
+// records and pins need nanoseconds: the audit seal covers the record's
+// UnixNano, so a backend storing audit times more coarsely breaks its own
+// chain (WritersOnTwoReplicas, with real clock times, catches that), and
+// pintest compares nanoseconds. Both backends store nanoseconds as
+// integers. Strings never contain NUL bytes,
 // which PostgreSQL text cannot hold; byte fields (key digests, nonces,
 // ciphertexts) do. JSON values (approval and audit arguments) come back
 // byte for byte, so they cannot be stored reformatted (jsonb).
