@@ -157,7 +157,7 @@ func serve(parent context.Context, cfg *config.Config) error {
 	}
 	a.StartBackground()
 	if err := a.Audit.Emit(ctx, &audit.Event{Type: audit.ServerStart, Principal: "system", Status: audit.StatusOK,
-		Detail: "listening on " + ln.Addr().String()}); err != nil {
+		Detail: "listening on " + ln.Addr().String() + "; storage " + cfg.Storage.Driver + ", replica " + a.ReplicaID()}); err != nil {
 		ln.Close()
 		closeApp()
 		return fmt.Errorf("audit log unavailable at start: %w", err)
@@ -165,7 +165,7 @@ func serve(parent context.Context, cfg *config.Config) error {
 
 	out := os.Stdout
 	fmt.Fprintf(out, "Portcullis %s listening on %s://%s/mcp\n", app.Version, scheme, ln.Addr())
-	fmt.Fprintf(out, "  data dir:  %s\n  workspace: %s\n", cfg.DataDir, cfg.Workspace)
+	fmt.Fprintf(out, "  data dir:  %s\n  workspace: %s\n  storage:   %s (replica %s)\n", cfg.DataDir, cfg.Workspace, cfg.Storage.Driver, a.ReplicaID())
 	if created {
 		fmt.Fprintf(out, "\nAdmin API key (shown once; also saved to %s, mode 0600):\n\n  %s\n\n", keyPath, key)
 	} else {

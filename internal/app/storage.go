@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/portcullis/portcullis/internal/config"
@@ -50,4 +51,16 @@ func OpenStorage(ctx context.Context, cfg *config.Config, log *slog.Logger) (Sto
 		return sqlite.Open(ctx, filepath.Join(cfg.DataDir, datadir.DatabaseFile), sqlite.Options{Logger: log})
 	}
 	return nil, fmt.Errorf("%w: storage.driver %q", config.ErrInvalid, cfg.Storage.Driver)
+}
+
+// ReplicaID names this gateway among replicas sharing a store:
+// storage.replica_id, else the host name, else "local".
+func (a *App) ReplicaID() string {
+	if id := a.Config.Storage.ReplicaID; id != "" {
+		return id
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "local"
 }
