@@ -121,6 +121,7 @@ func Lint(cfg *config.Config, fsys FS) []Finding {
 	l.plugins()
 	l.limits()
 	l.monitoring()
+	l.storage()
 	l.files()
 	order := map[string]int{}
 	for i, c := range catalogue {
@@ -202,6 +203,8 @@ func Checks() []Check { return slices.Clone(catalogue) }
 var catalogue = []Check{
 	{"mode-development", Info, "mode is development: lenient defaults, sandbox failures only disable tools"},
 	{"listen-no-tls", Critical, "listen is a non-loopback address and TLS is off"},
+	{"storage-dsn-unusable", Critical, "storage.driver postgres with a connection string that cannot be read or parsed"},
+	{"storage-dsn-no-tls", Critical, "PostgreSQL on another host without sslmode require/verify-ca/verify-full (warning in development)"},
 	{"listen-plaintext-allowed", Warning, "plain HTTP on a non-loopback address behind a declared TLS proxy"},
 	{"allowed-hosts-empty", Warning, "non-loopback listener without auth.allowed_hosts"},
 	{"trusted-proxies-any", Critical, "auth.trusted_proxies contains 0.0.0.0/0 or ::/0"},

@@ -1,6 +1,7 @@
 package doctor_test
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -115,6 +116,11 @@ type lintCase struct {
 	absent bool // the check must not fire
 }
 
+// pg selects PostgreSQL with dsn.
+func pg(c *config.Config, dsn string) {
+	c.Storage.Driver, c.Storage.DSN = config.DriverPostgres, dsn
+}
+
 func lintCases() []lintCase {
 	dev := func(c *config.Config) { c.Mode = config.ModeDevelopment }
 	return []lintCase{
@@ -146,6 +152,36 @@ func lintCases() []lintCase {
 			c.Auth.TrustedProxies = []string{"10.0.0.0/8", "192.0.2.7"}
 		}, "trusted-proxies-any", 0, "", true},
 		{"lockout off", func(_ *testing.T, _ env, c *config.Config) { c.Auth.Lockout.Threshold = 0 }, "lockout-disabled", doctor.Warning, "auth.lockout.threshold", false},
+		{"postgres over the network without TLS", func(_ *testing.T, _ env, c *config.Config) {
+			pg(c, "postgres://pc:"+rand.Text()+"@db.internal:5432/pc?sslmode=disable")
+		}, "storage-dsn-no-tls", doctor.Critical, "storage.dsn", false},
+		{"postgres sslmode prefer falls back to plain text", func(_ *testing.T, _ env, c *config.Config) {
+			pg(c, "host=db.internal user=pc dbname=pc sslmode=prefer")
+		}, "storage-dsn-no-tls", doctor.Critical, "storage.dsn", false},
+		{"postgres default sslmode (prefer) in development", func(_ *testing.T, _ env, c *config.Config) {
+			dev(c)
+			pg(c, "postgres://pc@10.0.0.5/pc")
+		}, "storage-dsn-no-tls", doctor.Warning, "storage.dsn", false},
+		{"postgres verify-full", func(_ *testing.T, _ env, c *config.Config) {
+			pg(c, "postgres://pc@db.internal/pc?sslmode=verify-full")
+		}, "storage-dsn-no-tls", 0, "", true},
+		{"postgres on loopback without TLS", func(_ *testing.T, _ env, c *config.Config) {
+			pg(c, "postgres://pc@127.0.0.1:5432/pc?sslmode=disable")
+		}, "storage-dsn-no-tls", 0, "", true},
+		{"postgres over a unix socket", func(_ *testing.T, _ env, c *config.Config) {
+			pg(c, "host=/var/run/postgresql dbname=pc sslmode=disable")
+		}, "storage-dsn-no-tls", 0, "", true},
+		{"postgres DSN that does not parse", func(_ *testing.T, _ env, c *config.Config) {
+			pg(c, "postgres://pc:"+rand.Text()+"@db.internal:notaport/pc")
+		}, "storage-dsn-unusable", doctor.Critical, "storage.dsn", false},
+		{"postgres DSN file readable by others", func(t *testing.T, e env, c *config.Config) {
+			p := filepath.Join(t.TempDir(), "dsn")
+			if err := os.WriteFile(p, []byte("postgres://pc@127.0.0.1/pc"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			chmod(t, p, 0o644)
+			c.Storage.Driver, c.Storage.DSNFile = config.DriverPostgres, p
+		}, "storage-dsn-unusable", doctor.Critical, "storage.dsn_file", false},
 		{"http issuer in production", func(_ *testing.T, _ env, c *config.Config) { c.OIDC.Issuer = "http://127.0.0.1:9000" }, "oidc-issuer-http", doctor.Warning, "oidc.issuer", false},
 		{"http issuer in development", func(_ *testing.T, _ env, c *config.Config) { dev(c); c.OIDC.Issuer = "HTTP://localhost:9000" }, "oidc-issuer-http", doctor.Info, "oidc.issuer", false},
 		{"https issuer", func(_ *testing.T, _ env, c *config.Config) { c.OIDC.Issuer = "https://idp.example.com" }, "oidc-issuer-http", 0, "", true},
@@ -498,5 +534,34 @@ func TestSeverityJSON(t *testing.T) {
 	var s doctor.Severity
 	if err := s.UnmarshalText([]byte("fatal")); err == nil {
 		t.Error(`UnmarshalText("fatal") succeeded`)
+	}
+}
+
+// TestStorageFindingsHideTheDSN: no storage finding shows the password
+// or the connection string, whatever is wrong with it.
+func TestStorageFindingsHideTheDSN(t *testing.T) {
+	pw := rand.Text()
+	for _, dsn := range []string{
+		"postgres://pc:" + pw + "@db.internal:notaport/pc",
+		"postgres://pc:" + pw + "@db.internal:5432/pc?sslmode=disable",
+		"host=db.internal password=" + pw + " sslmode=prefer",
+		"host=db.internal password='" + pw + " sslmode=prefer",
+	} {
+		cfg := config.Default()
+		cfg.Mode = config.ModeProduction
+		pg(cfg, dsn)
+		fs := doctor.Lint(cfg, doctor.OSFS{})
+		found := false
+		for _, f := range fs {
+			if strings.HasPrefix(f.ID, "storage-") {
+				found = true
+			}
+			if b, _ := json.Marshal(f); strings.Contains(string(b), pw) {
+				t.Errorf("finding %s shows the password: %s", f.ID, b)
+			}
+		}
+		if !found {
+			t.Errorf("no storage finding for a broken or plain-text DSN")
+		}
 	}
 }
