@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/portcullis/portcullis/internal/store/postgres/pgtest"
 )
 
 // binary is the portcullis binary built once for the package.
@@ -41,7 +43,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build portcullis:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := pgtest.Run(m) // stops the PostgreSQL cluster of the replica tests, if one was started
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
