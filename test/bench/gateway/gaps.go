@@ -44,7 +44,7 @@ func gatewayGap(m *md, res *Result) {
 		if in := paced.Gateway.Internals; in != nil {
 			m.p("There a call waits for two audit commits in series, %s each on average (p99 ≤ %s), so the durable",
 				msUS(in.CommitMeanUS), msUS(in.CommitP99LeUS))
-			m.p("audit alone accounts for about %s of the p50 overhead; the rest is the API-key lookup, the MCP", msUS(2*in.CommitMeanUS))
+			m.p("audit alone accounts for about %s of the p50 overhead; the rest is authentication, the MCP", msUS(2*in.CommitMeanUS))
 			m.p("session handling on both legs and the stdio hop to the sandboxed plugin.")
 		}
 	}

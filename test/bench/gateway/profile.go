@@ -105,7 +105,7 @@ func perfRecord(ctx context.Context, perf string, g *gatewayProc, w workload, ou
 // Rows nest (the MCP session handling includes the pipeline).
 var components = []struct{ label, prefix string }{
 	{"HTTP request handling (net/http conn: middleware, authentication, MCP transport)", "net/http.(*conn).serve"},
-	{"API-key authentication (SQLite lookup on every HTTP request)", "github.com/portcullis/portcullis/internal/authn.(*Authenticator).Authenticate"},
+	{"API-key authentication (cached; SQLite on a miss)", "github.com/portcullis/portcullis/internal/authn.(*Authenticator).Authenticate"},
 	{"MCP session handling (go-sdk: JSON-RPC decode, dispatch, encode)", "github.com/modelcontextprotocol/go-sdk/mcp.(*ServerSession).handle"},
 	{"Pipeline (gateway.Call: policy, validation, limits, audit emits, execute)", "github.com/portcullis/portcullis/internal/gateway.(*Gateway).Call"},
 	{"Policy decision", "github.com/portcullis/portcullis/internal/gateway.(*Gateway).policy"},
