@@ -108,11 +108,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 	if err := a.openAlerts(); err != nil {
 		return nil, err
 	}
-	serverSecret, _, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.ServerSecret, authn.SecretSize)
+	serverSecret, newServerSecret, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.ServerSecret, authn.SecretSize)
 	if err != nil {
 		return nil, err
 	}
-	auditKey, _, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.AuditKey, 32)
+	auditKey, newAuditKey, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.AuditKey, 32)
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +126,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 	}
 	chain, err := AuditChain(cfg, os.Getenv, true)
 	if err != nil {
+		return nil, err
+	}
+	if err := keysMatchStore(ctx, cfg, db, chain, newServerSecret, newAuditKey); err != nil {
 		return nil, err
 	}
 	if a.Audit, err = audit.NewWriter(audit.Config{

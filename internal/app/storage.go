@@ -2,11 +2,13 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 
+	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/datadir"
 	"github.com/portcullis/portcullis/internal/plugins/pin"
@@ -63,4 +65,50 @@ func (a *App) ReplicaID() string {
 		return h
 	}
 	return "local"
+}
+
+// keysMatchStore refuses to start with keys that do not belong to the
+// store's data: a gateway (typically a new replica on a shared PostgreSQL,
+// or a data dir whose key files were lost) that created its keys just now
+// would otherwise seal records the chain cannot verify, and compute API-key
+// and approval digests nothing matches. The newest sealed audit record
+// must verify under the chain key; a server secret or audit key created
+// now is refused (and removed again) when the store already holds records
+// or keys.
+func keysMatchStore(ctx context.Context, cfg *config.Config, db Storage, chain *audit.Chain, newServerSecret, newAuditKey bool) error {
+	const fix = "copy server.secret, audit.key, audit-chain.key, audit-signing.key and secrets.key (mode 0600) " +
+		"from the data dir of the gateway that created this store, then start again (docs/operations.md)"
+	evs, err := db.QueryAudit(ctx, audit.Query{Limit: 1})
+	if err != nil {
+		return fmt.Errorf("reading the audit head: %w", err)
+	}
+	if len(evs) == 1 && evs[0].Hash != "" && !chain.Check(&evs[0]) {
+		return fmt.Errorf("the audit chain key does not match this store's records (seq %d does not verify): %s", evs[0].Seq, fix)
+	}
+	if !newServerSecret && !newAuditKey {
+		return nil
+	}
+	keys, err := db.ListAPIKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the API keys: %w", err)
+	}
+	if len(evs) == 0 && len(keys) == 0 {
+		return nil // a new store: the new keys are its keys
+	}
+	var created []string
+	if newServerSecret {
+		created = append(created, datadir.ServerSecret)
+	}
+	if newAuditKey {
+		created = append(created, datadir.AuditKey)
+	}
+	var rmErr error
+	for _, name := range created { // a restart must not take them for the real ones
+		rmErr = errors.Join(rmErr, os.Remove(filepath.Join(cfg.DataDir, name)))
+	}
+	if rmErr != nil {
+		return fmt.Errorf("%s were missing from %s although the store holds data (and removing the ones just made failed: %v): %s",
+			created, cfg.DataDir, rmErr, fix)
+	}
+	return fmt.Errorf("%v were missing from %s although the store holds data: %s", created, cfg.DataDir, fix)
 }
