@@ -41,20 +41,7 @@ type DB struct {
 	stmtOnce sync.Once
 	stmts    auditStmts
 	stmtErr  error
-
-	// ckpt checkpoints the WAL in the background (nil for read-only
-	// handles): the writer connection never does it itself, so no commit
-	// (and no audit record) waits for pages being copied back.
-	ckpt      *sql.DB
-	ckptStop  chan struct{}
-	ckptDone  chan struct{}
-	closeOnce sync.Once
 }
-
-// CheckpointInterval is how often the background checkpointer copies the
-// WAL back into the database file (PRAGMA wal_checkpoint(PASSIVE): it
-// never blocks writers or readers).
-const CheckpointInterval = 200 * time.Millisecond
 
 var _ store.Store = (*DB)(nil)
 
@@ -69,22 +56,6 @@ type Options struct {
 }
 
 func dsn(path string, readOnly bool) string {
-	q := dsnValues(readOnly)
-	if !readOnly {
-		// Checkpoints are the background checkpointer's job (Open).
-		q.Add("_pragma", "wal_autocheckpoint(0)")
-		q.Set("_txlock", "immediate")
-	}
-	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
-}
-
-// checkpointDSN is the checkpointer's connection: writable, default
-// deferred transactions.
-func checkpointDSN(path string) string {
-	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + dsnValues(false).Encode()
-}
-
-func dsnValues(readOnly bool) url.Values {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "foreign_keys(1)")
@@ -93,8 +64,9 @@ func dsnValues(readOnly bool) url.Values {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Add("_pragma", "journal_mode(WAL)")
+		q.Set("_txlock", "immediate")
 	}
-	return q
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
 // Open opens (creating if needed) the database file at path and applies
@@ -130,48 +102,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: open reader: %w", err)
 	}
 	r.SetMaxOpenConns(opts.ReadConns)
-	ckpt, err := sql.Open("sqlite", checkpointDSN(path))
-	if err != nil {
-		w.Close()
-		r.Close()
-		return nil, fmt.Errorf("sqlite: open checkpointer: %w", err)
-	}
-	ckpt.SetMaxOpenConns(1)
-	db := &DB{w: w, r: r, log: opts.Logger, now: opts.Now, path: path,
-		ckpt: ckpt, ckptStop: make(chan struct{}), ckptDone: make(chan struct{})}
-	go db.checkpointLoop()
-	return db, nil
-}
-
-// checkpointLoop checkpoints the WAL every CheckpointInterval until Close.
-// A failure (a checkpoint can be busy, e.g. while another process
-// checkpoints) is logged once per kind and retried at the next tick; the
-// WAL then grows but nothing is lost.
-func (db *DB) checkpointLoop() {
-	defer close(db.ckptDone)
-	t := time.NewTicker(CheckpointInterval)
-	defer t.Stop()
-	var lastErr string
-	for {
-		select {
-		case <-db.ckptStop:
-			return
-		case <-t.C:
-		}
-		if err := db.checkpoint(); err != nil && err.Error() != lastErr {
-			lastErr = err.Error()
-			db.log.Warn("sqlite: WAL checkpoint failed; will retry", "err", err)
-		} else if err == nil {
-			lastErr = ""
-		}
-	}
-}
-
-func (db *DB) checkpoint() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err := db.ckpt.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
-	return err
+	return &DB{w: w, r: r, log: opts.Logger, now: opts.Now, path: path}, nil
 }
 
 // OpenReadOnly opens an existing database for offline tools (audit verify,
@@ -217,15 +148,6 @@ func migrate(ctx context.Context, db *sql.DB) error {
 
 // Close closes both pools (and the prepared audit statements).
 func (db *DB) Close() error {
-	var ckptErr error
-	db.closeOnce.Do(func() {
-		if db.ckpt == nil {
-			return
-		}
-		close(db.ckptStop)
-		<-db.ckptDone
-		ckptErr = errors.Join(db.checkpoint(), db.ckpt.Close()) // leave a short WAL behind
-	})
 	for _, st := range []*sql.Stmt{db.stmts.head, db.stmts.insert} {
 		if st != nil {
 			st.Close()
@@ -234,7 +156,7 @@ func (db *DB) Close() error {
 	if db.w == db.r {
 		return db.r.Close()
 	}
-	return errors.Join(db.r.Close(), db.w.Close(), ckptErr)
+	return errors.Join(db.r.Close(), db.w.Close())
 }
 
 // IntegrityCheck runs PRAGMA integrity_check and returns nil when SQLite
