@@ -53,7 +53,7 @@ func (a *App) openAbuse(ctx context.Context) (*abuse.Guard, error) {
 	}
 	if a.Violations, err = violation.New(ctx, cfg.Violations, violation.Deps{Store: a.Store, Audit: a.Events,
 		Alerts: a.Alerts, Logger: a.Log.With("component", "violation"), Location: loc,
-		PluginThreshold: a.pluginThreshold}); err != nil {
+		PluginThreshold: a.pluginThreshold, Shared: cfg.Storage.Driver == config.DriverPostgres}); err != nil {
 		return nil, err
 	}
 	return abuse.New(lim, a.Quotas, a.Violations, a.Log.With("component", "abuse"))

@@ -165,6 +165,11 @@ func (a *App) watchPolicies(ctx context.Context) {
 				continue
 			}
 		}
+		// Violations other replicas recorded count toward this one's
+		// quarantine thresholds (a no-op on a store of its own).
+		if err := a.Violations.Import(ctx); err != nil && ctx.Err() == nil {
+			a.Log.Warn("importing other replicas' violations failed; will retry", "err", err)
+		}
 		v, err := a.Store.AccessVersion(ctx)
 		a.reloadMu.Lock()
 		changed := err == nil && v != a.accessVersion

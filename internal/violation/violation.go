@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,6 +93,10 @@ type Deps struct {
 	// PluginThreshold returns how many counted violations quarantine a
 	// plugin (DESIGN §5 by security level); nil: 5 (standard).
 	PluginThreshold func(plugin string) int
+	// Shared is set when other gateway processes record violations in the
+	// same store (replicas on PostgreSQL): Import then counts theirs, and
+	// the engine remembers which ones it has counted.
+	Shared bool
 }
 
 // Engine records violations and enforces quarantine. Safe for concurrent use.
@@ -115,6 +120,14 @@ type Engine struct {
 	lastGC   time.Time
 
 	active atomic.Pointer[map[string]store.Quarantine] // "<kind>|<subject>"
+
+	// importMu serializes Import; seen holds the ids of violations counted
+	// here (recorded or imported) with their times, so that none is
+	// counted twice; since is where the next Import starts reading.
+	importMu sync.Mutex
+	seenMu   sync.Mutex
+	seen     map[string]time.Time
+	since    time.Time
 }
 
 // Bounds of in-memory state.
@@ -140,7 +153,8 @@ func New(ctx context.Context, cfg config.ViolationsConfig, d Deps) (*Engine, err
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, d: d, minSev: minSev, persist: make(chan store.Violation, persistQueue),
-		done: make(chan struct{}), windows: map[string]*window{}, offHours: map[string]string{}}
+		done: make(chan struct{}), windows: map[string]*window{}, offHours: map[string]string{},
+		seen: map[string]time.Time{}, since: d.Now().UTC()}
 	if cfg.Rules.UsualHours != "" {
 		if e.from, e.to, err = config.ParseHours(cfg.Rules.UsualHours); err != nil {
 			return nil, err
@@ -231,9 +245,17 @@ func (e *Engine) Record(ctx context.Context, v store.Violation) {
 		}
 	}
 	e.closeMu.RUnlock()
+	if e.d.Shared {
+		e.markSeen(v)
+	}
 	e.rules(ctx, v)
-	counted := v.Severity >= e.minSev
-	if !counted {
+	e.countForQuarantine(ctx, v)
+}
+
+// countForQuarantine counts v toward the quarantine thresholds of its
+// principal, session and plugin and quarantines at a threshold.
+func (e *Engine) countForQuarantine(ctx context.Context, v store.Violation) {
+	if v.Severity < e.minSev {
 		return
 	}
 	q := e.cfg.Quarantine
@@ -251,6 +273,61 @@ func (e *Engine) Record(ctx context.Context, v store.Violation) {
 		rule := config.CountRule{Count: n, Window: q.PluginWindow}
 		if e.count("qp", v.Plugin, "", v.Time, rule) {
 			e.Quarantine(ctx, store.QuarantinePlugin, v.Plugin, e.reason(rule, v), audit.SystemPrincipal)
+		}
+	}
+}
+
+// importLag is how far back Import reads before its last start: other
+// replicas store their violations asynchronously and their clocks differ.
+const importLag = 30 * time.Second
+
+// Import counts violations that other processes sharing the store
+// (gateway replicas on one PostgreSQL) recorded since the last Import, so
+// that a principal misbehaving on several replicas reaches the quarantine
+// threshold as it would on one: the thresholds count across replicas, not
+// per replica. Violations this engine recorded or imported before are
+// skipped; anomaly rules (alerts) stay per replica. Call it periodically;
+// without Deps.Shared it does nothing.
+func (e *Engine) Import(ctx context.Context) error {
+	if !e.d.Shared {
+		return nil
+	}
+	e.importMu.Lock()
+	defer e.importMu.Unlock()
+	start := e.d.Now().UTC()
+	vs, err := e.d.Store.ListViolations(ctx, store.ViolationQuery{Since: e.since.Add(-importLag), Limit: 10000})
+	if err != nil {
+		return fmt.Errorf("violation: import: %w", err)
+	}
+	slices.Reverse(vs) // oldest first, as they happened
+	for _, v := range vs {
+		if !e.markSeen(v) {
+			e.countForQuarantine(ctx, v)
+		}
+	}
+	e.since = start
+	e.forgetSeen(start)
+	return nil
+}
+
+// markSeen records v as counted here and reports whether it already was.
+func (e *Engine) markSeen(v store.Violation) bool {
+	e.seenMu.Lock()
+	defer e.seenMu.Unlock()
+	if _, ok := e.seen[v.ID]; ok {
+		return true
+	}
+	e.seen[v.ID] = v.Time
+	return false
+}
+
+// forgetSeen drops ids too old for any Import to read again.
+func (e *Engine) forgetSeen(now time.Time) {
+	e.seenMu.Lock()
+	defer e.seenMu.Unlock()
+	for id, t := range e.seen {
+		if now.Sub(t) > 2*importLag {
+			delete(e.seen, id)
 		}
 	}
 }

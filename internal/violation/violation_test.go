@@ -887,3 +887,77 @@ func TestConflictingQuarantineAuditedOnce(t *testing.T) {
 		t.Errorf("b raised %d quarantine alerts for the existing %s", len(as), qa.ID)
 	}
 }
+
+// TestImportCountsOtherReplicas: two engines share one store as two
+// replicas do (threshold: 10 HIGH in 10 minutes). 4 HIGH violations on
+// one and 5 on the other do not quarantine, however often the engines
+// import each other's records (nothing is counted twice); the tenth, on
+// either, does. Without Shared, Import does nothing.
+func TestImportCountsOtherReplicas(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shared.db")
+	shared := func(d *violation.Deps) { d.Store, d.Shared = openStore(t, path), true }
+	a := newFixture(t, quietRules(), shared)
+	b := newFixture(t, quietRules(), shared)
+	stored := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			vs, err := a.st.ListViolations(t.Context(), store.ViolationQuery{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(vs) >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d violations stored, want %d", len(vs), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	importAll := func() {
+		t.Helper()
+		for range 3 { // repeated imports count nothing twice
+			for _, f := range []*fixture{a, b} {
+				if err := f.eng.Import(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	for range 4 {
+		a.record("alice", store.SeverityHigh)
+	}
+	for range 5 {
+		b.record("alice", store.SeverityHigh)
+	}
+	b.record("bob", store.SeverityHigh)     // another principal
+	a.record("alice", store.SeverityMedium) // below the minimum severity
+	stored(11)
+	importAll()
+	if a.principalQuarantined("alice") || b.principalQuarantined("alice") {
+		t.Fatal("quarantined after 9 counted violations: something was counted twice")
+	}
+	a.record("alice", store.SeverityHigh) // the tenth, on a
+	if !a.principalQuarantined("alice") {
+		t.Fatal("a did not quarantine at the tenth violation across both replicas")
+	}
+	if b.principalQuarantined("bob") || a.principalQuarantined("bob") {
+		t.Error("bob quarantined")
+	}
+
+	// A store of its own: Import is a no-op and counts nothing foreign.
+	path2 := filepath.Join(t.TempDir(), "two.db")
+	c := newFixture(t, quietRules(), func(d *violation.Deps) { d.Store = openStore(t, path2) })
+	d := newFixture(t, quietRules(), func(d *violation.Deps) { d.Store = openStore(t, path2) })
+	for range 9 {
+		d.record("carol", store.SeverityHigh)
+	}
+	c.record("carol", store.SeverityHigh)
+	if err := c.eng.Import(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if c.principalQuarantined("carol") {
+		t.Error("an engine without Shared counted another process's violations")
+	}
+}

@@ -418,6 +418,41 @@ func TestReplicaQuarantine(t *testing.T) {
 	}
 }
 
+// TestReplicaQuarantineCountsAcrossReplicas: the automatic quarantine
+// threshold (here 4 HIGH violations) counts a principal's violations on
+// every replica: path escapes alternating between A and B quarantine it
+// as one gateway would, not only after 4 on each.
+func TestReplicaQuarantineCountsAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	r := startReplicas(t, "PORTCULLIS_VIOLATIONS_QUARANTINE_PRINCIPAL_COUNT=4")
+	a, b := r.a, r.b
+	key := a.createKey("esc", "developer")
+	sessions := []*mcp.ClientSession{a.connect(key, ""), b.connect(key, "")}
+	escapes := 0
+	for i := range 4 { // two on each replica: a per-replica count would stop at 2
+		res := call(t, sessions[i%2], "read_file", map[string]any{"path": strings.Repeat("../", i+3) + "etc/passwd"})
+		if !res.IsError || code(res) != "PATH_OUTSIDE_WORKSPACE" {
+			t.Fatalf("escape %d: isError=%v code %q, want PATH_OUTSIDE_WORKSPACE", i, res.IsError, code(res))
+		}
+		escapes++
+		// Replicas import each other's violations every reload interval;
+		// wait for the store to hold this one so the order is the test's.
+		time.Sleep(300 * time.Millisecond)
+	}
+	start := time.Now()
+	for _, g := range []*gateway{a, b} {
+		replicaAwait(t, g, key, http.StatusForbidden, fmt.Sprintf("quarantine after %d escapes across replicas, on %s, after", escapes, g.base))
+	}
+	t.Logf("quarantined on both replicas %v after the last escape", time.Since(start).Round(time.Millisecond))
+	var qs struct {
+		Quarantines []struct{ Subject, CreatedBy string } `json:"quarantines"`
+	}
+	abuseAdmin(t, b, "GET", "/admin/v1/quarantines", "", &qs)
+	if len(qs.Quarantines) != 1 || qs.Quarantines[0].Subject != "esc" {
+		t.Errorf("active quarantines: %+v, want exactly one of esc", qs.Quarantines)
+	}
+}
+
 // replicaHop is one HTTP request of replicaAlternator.
 type replicaHop struct {
 	replica string // "a" or "b"
