@@ -22,8 +22,8 @@ func (db *DB) RecordViolations(ctx context.Context, vs []store.Violation) error 
 	}
 	b := &pgx.Batch{}
 	for _, v := range vs {
-		if v.Severity < store.SeverityLow || v.Severity > store.SeverityCritical || v.Type == "" || v.ID == "" {
-			return fmt.Errorf("%w: violation needs an id, a type and a severity", store.ErrInvalid)
+		if err := v.Validate(); err != nil {
+			return err
 		}
 		b.Queue(`INSERT INTO violations
 			(id, time_ns, principal, session, plugin, tool, type, severity, request_id, detail)
@@ -111,13 +111,8 @@ func scanQuarantine(row pgx.Row) (store.Quarantine, error) {
 // (kind, subject) decides between replicas: the loser gets ErrConflict and
 // the winner's quarantine. An id already used is ErrConflict too.
 func (db *DB) CreateQuarantine(ctx context.Context, q store.Quarantine) (store.Quarantine, error) {
-	switch q.Kind {
-	case store.QuarantinePrincipal, store.QuarantineSession, store.QuarantinePlugin:
-	default:
-		return q, fmt.Errorf("%w: quarantine kind %q", store.ErrInvalid, q.Kind)
-	}
-	if q.ID == "" || q.Subject == "" {
-		return q, fmt.Errorf("%w: quarantine needs an id and a subject", store.ErrInvalid)
+	if err := q.Validate(); err != nil {
+		return q, err
 	}
 	// A conflicting quarantine may be released between the failed insert
 	// and the look-up; then the insert is tried again.
@@ -198,8 +193,8 @@ func (db *DB) ReleaseQuarantine(ctx context.Context, idOrSubject, by, reason str
 // AddUsage implements store.AbuseStore: an atomic upsert, so concurrent
 // additions from any number of replicas are each counted once.
 func (db *DB) AddUsage(ctx context.Context, u store.Usage) error {
-	if u.Principal == "" || len(u.Day) != len("2006-01-02") {
-		return fmt.Errorf("%w: usage needs a principal and a day", store.ErrInvalid)
+	if err := u.Validate(); err != nil {
+		return err
 	}
 	_, err := db.pool.Exec(ctx, `INSERT INTO usage (principal, day, calls, cpu_ms) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (principal, day) DO UPDATE

@@ -154,18 +154,8 @@ func (db *DB) CreateRole(ctx context.Context, name, description string) error {
 
 // GrantPermission implements store.Store.
 func (db *DB) GrantPermission(ctx context.Context, g store.Grant) error {
-	switch g.Action {
-	case "call", "admin", "approve":
-	default:
-		return fmt.Errorf("%w: unknown action %q", store.ErrInvalid, g.Action)
-	}
-	switch g.Effect {
-	case "allow", "deny":
-	default:
-		return fmt.Errorf("%w: effect must be allow or deny, got %q", store.ErrInvalid, g.Effect)
-	}
-	if g.Pattern == "" {
-		return fmt.Errorf("%w: empty pattern", store.ErrInvalid)
+	if err := g.Validate(); err != nil {
+		return err
 	}
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {

@@ -33,8 +33,8 @@ func scanApproval(row pgx.Row) (store.Approval, error) {
 // for the same call (principal, tool, arguments digest), from any replica,
 // or an id already used: ErrConflict.
 func (db *DB) CreateApproval(ctx context.Context, a store.Approval) error {
-	if a.ID == "" || a.Principal == "" || a.Tool == "" || len(a.ArgsSHA256) != 64 || a.State != store.ApprovalPending {
-		return fmt.Errorf("%w: approval needs an id, principal, tool, args digest and the pending state", store.ErrInvalid)
+	if err := a.ValidateNew(); err != nil {
+		return err
 	}
 	_, err := db.pool.Exec(ctx, `INSERT INTO approvals (id, principal, tool, args_sha256, args, justification, state,
 		created_ns, expires_ns, request_id, session) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
@@ -137,8 +137,8 @@ func (db *DB) transition(ctx context.Context, id string, from []string, set stri
 
 // DecideApproval implements store.ApprovalStore.
 func (db *DB) DecideApproval(ctx context.Context, id, state, by, comment string, at time.Time) (store.Approval, error) {
-	if state != store.ApprovalApproved && state != store.ApprovalDenied {
-		return store.Approval{}, fmt.Errorf("%w: decision %q", store.ErrInvalid, state)
+	if err := store.ValidateDecision(state); err != nil {
+		return store.Approval{}, err
 	}
 	return db.transition(ctx, id, []string{store.ApprovalPending},
 		`state = $4, decided_by = $5, decided_ns = $6, comment = $7`, at, state, by, ns(at), comment)

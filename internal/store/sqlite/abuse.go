@@ -29,8 +29,8 @@ func (db *DB) RecordViolations(ctx context.Context, vs []store.Violation) error 
 	}
 	defer stmt.Close()
 	for _, v := range vs {
-		if v.Severity < store.SeverityLow || v.Severity > store.SeverityCritical || v.Type == "" || v.ID == "" {
-			return fmt.Errorf("%w: violation needs an id, a type and a severity", store.ErrInvalid)
+		if err := v.Validate(); err != nil {
+			return err
 		}
 		if _, err := stmt.ExecContext(ctx, v.ID, ns(v.Time), v.Principal, v.Session, v.Plugin, v.Tool, v.Type,
 			int(v.Severity), v.RequestID, v.Detail); err != nil {
@@ -96,13 +96,8 @@ func scanQuarantine(row interface{ Scan(...any) error }) (store.Quarantine, erro
 
 // CreateQuarantine implements store.AbuseStore.
 func (db *DB) CreateQuarantine(ctx context.Context, q store.Quarantine) (store.Quarantine, error) {
-	switch q.Kind {
-	case store.QuarantinePrincipal, store.QuarantineSession, store.QuarantinePlugin:
-	default:
-		return q, fmt.Errorf("%w: quarantine kind %q", store.ErrInvalid, q.Kind)
-	}
-	if q.ID == "" || q.Subject == "" {
-		return q, fmt.Errorf("%w: quarantine needs an id and a subject", store.ErrInvalid)
+	if err := q.Validate(); err != nil {
+		return q, err
 	}
 	_, err := db.w.ExecContext(ctx, `INSERT INTO quarantines (id, kind, subject, reason, created_ns, created_by)
 		VALUES (?, ?, ?, ?, ?, ?)`, q.ID, q.Kind, q.Subject, q.Reason, ns(q.CreatedAt), q.CreatedBy)
@@ -177,8 +172,8 @@ func (db *DB) ReleaseQuarantine(ctx context.Context, idOrSubject, by, reason str
 
 // AddUsage implements store.AbuseStore.
 func (db *DB) AddUsage(ctx context.Context, u store.Usage) error {
-	if u.Principal == "" || len(u.Day) != len("2006-01-02") {
-		return fmt.Errorf("%w: usage needs a principal and a day", store.ErrInvalid)
+	if err := u.Validate(); err != nil {
+		return err
 	}
 	_, err := db.w.ExecContext(ctx, `INSERT INTO usage (principal, day, calls, cpu_ms) VALUES (?, ?, ?, ?)
 		ON CONFLICT (principal, day) DO UPDATE SET calls = calls + excluded.calls, cpu_ms = cpu_ms + excluded.cpu_ms`,

@@ -31,8 +31,8 @@ func scanApproval(row interface{ Scan(...any) error }) (store.Approval, error) {
 
 // CreateApproval implements store.ApprovalStore.
 func (db *DB) CreateApproval(ctx context.Context, a store.Approval) error {
-	if a.ID == "" || a.Principal == "" || a.Tool == "" || len(a.ArgsSHA256) != 64 || a.State != store.ApprovalPending {
-		return fmt.Errorf("%w: approval needs an id, principal, tool, args digest and the pending state", store.ErrInvalid)
+	if err := a.ValidateNew(); err != nil {
+		return err
 	}
 	_, err := db.w.ExecContext(ctx, `INSERT INTO approvals (id, principal, tool, args_sha256, args, justification, state,
 		created_ns, expires_ns, request_id, session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -134,8 +134,8 @@ func (db *DB) transition(ctx context.Context, id string, from []string, set stri
 
 // DecideApproval implements store.ApprovalStore.
 func (db *DB) DecideApproval(ctx context.Context, id, state, by, comment string, at time.Time) (store.Approval, error) {
-	if state != store.ApprovalApproved && state != store.ApprovalDenied {
-		return store.Approval{}, fmt.Errorf("%w: decision %q", store.ErrInvalid, state)
+	if err := store.ValidateDecision(state); err != nil {
+		return store.Approval{}, err
 	}
 	return db.transition(ctx, id, []string{store.ApprovalPending},
 		`state = ?, decided_by = ?, decided_ns = ?, comment = ?`, at, state, by, ns(at), comment)
