@@ -10,28 +10,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/portcullis/portcullis/internal/clocktest"
 	"github.com/portcullis/portcullis/internal/flow"
 )
 
-// clock is a manual clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *clocktest.Clock { return clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 func newTracker(t testing.TB, cfg flow.Config) *flow.Tracker {
 	t.Helper()

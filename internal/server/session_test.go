@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/portcullis/portcullis/internal/adminapi"
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/authn"
+	"github.com/portcullis/portcullis/internal/clocktest"
 	"github.com/portcullis/portcullis/internal/policy"
 	"github.com/portcullis/portcullis/internal/principal"
 	"github.com/portcullis/portcullis/internal/server"
@@ -32,24 +32,7 @@ import (
 var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 
 // fakeClock is a settable clock for session expiry.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *clocktest.Clock { return clocktest.New(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)) }
 
 var jsonCT = map[string]string{"Content-Type": "application/json"}
 
@@ -407,12 +390,12 @@ func TestSessionExpiry(t *testing.T) {
 
 	idle, idleCSRF := s.signIn(t, s.keys["root"])
 	for range 3 { // use keeps it alive past the idle timeout
-		clock.Add(server.DefaultConsoleIdleTimeout - time.Minute)
+		clock.Advance(server.DefaultConsoleIdleTimeout - time.Minute)
 		if st := get(idle, idleCSRF); st != 200 {
 			t.Fatalf("session used within the idle timeout: %d", st)
 		}
 	}
-	clock.Add(server.DefaultConsoleIdleTimeout)
+	clock.Advance(server.DefaultConsoleIdleTimeout)
 	if st := get(idle, idleCSRF); st != 401 {
 		t.Errorf("idle session: %d, want 401", st)
 	}
@@ -423,12 +406,12 @@ func TestSessionExpiry(t *testing.T) {
 	long, longCSRF := s.signIn(t, s.keys["root"])
 	step := server.DefaultConsoleIdleTimeout / 2
 	for elapsed := step; elapsed < server.DefaultConsoleMaxAge; elapsed += step {
-		clock.Add(step)
+		clock.Advance(step)
 		if st := get(long, longCSRF); st != 200 {
 			t.Fatalf("session at %v: %d, want 200", elapsed, st)
 		}
 	}
-	clock.Add(step)
+	clock.Advance(step)
 	if st := get(long, longCSRF); st != 401 {
 		t.Errorf("session past its absolute lifetime: %d, want 401", st)
 	}

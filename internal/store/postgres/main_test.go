@@ -6,12 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/portcullis/portcullis/internal/clocktest"
 	"github.com/portcullis/portcullis/internal/store/postgres"
 	"github.com/portcullis/portcullis/internal/store/postgres/pgtest"
 )
@@ -31,22 +31,12 @@ func TestMain(m *testing.M) {
 
 func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 5, 1, 10, 0, 0, 123456789, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
+func newClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2026, 5, 1, 10, 0, 0, 123456789, time.UTC))
 }
 
 // open opens a handle on dsn, closed when tb ends.
-func open(tb testing.TB, dsn string, c *clock) *postgres.DB {
+func open(tb testing.TB, dsn string, c *clocktest.Clock) *postgres.DB {
 	tb.Helper()
 	opts := postgres.Options{Logger: testLogger()}
 	if c != nil {
