@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/config"
@@ -76,7 +77,7 @@ func (a *App) ReplicaID() string {
 // now is refused (and removed again) when the store already holds records
 // or keys.
 func keysMatchStore(ctx context.Context, cfg *config.Config, db Storage, chain *audit.Chain, newServerSecret, newAuditKey bool) error {
-	const fix = "copy server.secret, audit.key, audit-chain.key, audit-signing.key and secrets.key (mode 0600) " +
+	fix := "copy " + strings.Join(datadir.KeyFiles, ", ") + " (mode 0600) " +
 		"from the data dir of the gateway that created this store, then start again (docs/operations.md)"
 	evs, err := db.QueryAudit(ctx, audit.Query{Limit: 1})
 	if err != nil {

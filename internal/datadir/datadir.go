@@ -30,6 +30,11 @@ const (
 	SecretsKey          = "secrets.key"           // AES-256 key of the secrets store
 )
 
+// KeyFiles are the key files that belong to a store rather than to one
+// gateway: backups are useless without them, and every replica sharing a
+// database needs the same ones.
+var KeyFiles = []string{ServerSecret, AuditKey, AuditChainKey, AuditSigningKey, SecretsKey}
+
 // Ensure creates dir (and parents) with mode 0700 if missing and checks
 // that an existing dir is not accessible to group or others.
 func Ensure(dir string) error {

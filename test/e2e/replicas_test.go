@@ -42,8 +42,7 @@ const (
 // database must share: the API key digest secret, the redaction key (it
 // also keys approval digests), the audit chain and checkpoint signing
 // keys, the secrets key and the admin key written at bootstrap.
-var replicaKeyFiles = []string{datadir.ServerSecret, datadir.AuditKey, datadir.AuditChainKey,
-	datadir.AuditSigningKey, datadir.SecretsKey, datadir.AdminKeyFile}
+var replicaKeyFiles = append(slices.Clone(datadir.KeyFiles), datadir.AdminKeyFile)
 
 // replicas are two gateways on one PostgreSQL database.
 type replicas struct {
