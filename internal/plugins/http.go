@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -19,25 +20,37 @@ import (
 // client's token never reaches it: calls are made on sessions the gateway
 // opened, with requests it built.
 type bearerTransport struct {
-	base  http.RoundTripper
-	token string // "" sends no Authorization header
+	base   http.RoundTripper
+	token  string   // "" sends no Authorization header
+	origin *url.URL // the configured upstream: the only place the token goes
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements http.RoundTripper. The credential goes only to the
+// configured upstream's origin (scheme and host), never to another.
 func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Del("Authorization")
-	if t.token != "" {
+	if t.token != "" && r.URL.Scheme == t.origin.Scheme && r.URL.Host == t.origin.Host {
 		r.Header.Set("Authorization", "Bearer "+t.token)
 	}
 	return t.base.RoundTrip(r)
 }
 
-// httpClient is the client for one credential.
-func httpClient(token string) *http.Client {
+// httpClient is the client for one credential to the upstream at endpoint.
+// Redirects are not followed (like every other outbound client of the
+// gateway): a transport-level header would be re-sent on every hop, so an
+// upstream answering 307 to another host would hand it the credential.
+func httpClient(endpoint, token string) (*http.Client, error) {
+	origin, err := url.Parse(endpoint)
+	if err != nil {
+		return nil, err
+	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.ResponseHeaderTimeout = 30 * time.Second
-	return &http.Client{Transport: &bearerTransport{base: base, token: token}}
+	return &http.Client{
+		Transport:     &bearerTransport{base: base, token: token, origin: origin},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, nil
 }
 
 // token returns the stored credential for user ("" shared); ok is false
@@ -66,7 +79,11 @@ func (s *server) openHTTP(ctx context.Context, token string) (*mcp.ClientSession
 		&mcp.ClientOptions{ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { s.resync() }})
 	sctx, cancel := context.WithTimeout(ctx, s.m.cfg.StartTimeout)
 	defer cancel()
-	tr := &mcp.StreamableClientTransport{Endpoint: s.cfg.URL, HTTPClient: httpClient(token), MaxRetries: 2}
+	hc, err := httpClient(s.cfg.URL, token)
+	if err != nil {
+		return nil, err
+	}
+	tr := &mcp.StreamableClientTransport{Endpoint: s.cfg.URL, HTTPClient: hc, MaxRetries: 2}
 	return client.Connect(sctx, tr, nil)
 }
 

@@ -7,10 +7,14 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,5 +151,69 @@ func TestHTTPUpstreamPerUser(t *testing.T) {
 	}
 	if _, err := callAs(t, echo, "", `{"text":"x"}`); err == nil {
 		t.Fatal("a call without a principal used the shared credential")
+	}
+}
+
+// TestHTTPUpstreamRedirectKeepsCredential attacks the credential: an
+// upstream that answers every request with a redirect to another host
+// (307 keeps method and body) must not make the gateway send that host
+// the stored bearer token; the redirect is not followed at all.
+func TestHTTPUpstreamRedirectKeepsCredential(t *testing.T) {
+	tok := rand.Text()
+	var mu sync.Mutex
+	var elsewhere []string // Authorization headers the other host saw
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		elsewhere = append(elsewhere, r.Header.Get("Authorization"))
+		mu.Unlock()
+		http.Error(w, "no", http.StatusTeapot)
+	}))
+	t.Cleanup(other.Close)
+	hit := make(chan struct{}, 16)
+	var sawToken atomic.Bool
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sawToken.Store(sawToken.Load() || r.Header.Get("Authorization") == "Bearer "+tok)
+		select {
+		case hit <- struct{}{}:
+		default:
+		}
+		http.Redirect(w, r, other.URL+"/mcp", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirector.Close)
+
+	reg := &registry{}
+	pins, _ := pin.New(pintest.NewMemory(), nil)
+	m, err := plugins.New(plugins.Config{Servers: []config.ServerConfig{{Name: "fx", URL: redirector.URL + "/mcp",
+		Tools: config.ServerTools{Allow: []string{"*"}}, Auth: config.ServerAuth{BearerSecret: "remote_token"}}},
+		MinBackoff: 50 * time.Millisecond},
+		plugins.Deps{Registry: reg, Pins: pins, Secrets: fakeSecrets{"remote_token/": tok}, Audit: &audittest.Recorder{},
+			Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Start(t.Context())
+	t.Cleanup(func() { m.Close() })
+	for range 3 { // the first attempt and two restarts
+		select {
+		case <-hit:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the gateway never reached the upstream")
+		}
+	}
+	if !sawToken.Load() {
+		t.Error("the configured upstream did not receive the credential (the test would prove nothing)")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range elsewhere {
+		if strings.Contains(a, tok) {
+			t.Fatalf("the redirect target received the upstream's credential: %q", a)
+		}
+	}
+	if len(elsewhere) != 0 {
+		t.Errorf("the redirect was followed %d times; want never", len(elsewhere))
+	}
+	if reg.get("fx", "fx__echo") != nil {
+		t.Error("a redirecting upstream's tools are offered")
 	}
 }
