@@ -30,7 +30,6 @@ import (
 	"github.com/portcullis/portcullis/internal/policy"
 	"github.com/portcullis/portcullis/internal/sandbox"
 	"github.com/portcullis/portcullis/internal/sandbox/native"
-	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/tools/command"
 	"github.com/portcullis/portcullis/internal/tools/files"
 	gittools "github.com/portcullis/portcullis/internal/tools/git"
@@ -47,7 +46,7 @@ var Version = "0.1.0-dev"
 type App struct {
 	Config *config.Config
 	Log    *slog.Logger
-	Store  store.Store
+	Store  Storage
 	Audit  *audit.Writer
 	// Events is Audit decorated with metrics (metrics.Emitter): the
 	// emitter to give every component whose events are counted.
@@ -108,19 +107,24 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 	if err := a.openAlerts(); err != nil {
 		return nil, err
 	}
-	serverSecret, newServerSecret, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.ServerSecret, authn.SecretSize)
-	if err != nil {
-		return nil, err
-	}
-	auditKey, newAuditKey, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.AuditKey, 32)
-	if err != nil {
-		return nil, err
-	}
+	// The store first: no key file is made before it answers and says
+	// whether it is new (checkKeyFiles).
 	db, err := OpenStorage(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	a.Store = db
+	if err := checkKeyFiles(ctx, cfg, db); err != nil {
+		return nil, err
+	}
+	serverSecret, _, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.ServerSecret, authn.SecretSize)
+	if err != nil {
+		return nil, err
+	}
+	auditKey, _, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.AuditKey, 32)
+	if err != nil {
+		return nil, err
+	}
 	if a.Redactor, err = audit.NewRedactor(auditKey); err != nil {
 		return nil, err
 	}
@@ -128,7 +132,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 	if err != nil {
 		return nil, err
 	}
-	if err := keysMatchStore(ctx, cfg, db, chain, newServerSecret, newAuditKey); err != nil {
+	if err := keysMatchStore(ctx, db, chain); err != nil {
 		return nil, err
 	}
 	if a.Audit, err = audit.NewWriter(audit.Config{

@@ -16,6 +16,7 @@ import (
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/datadir"
+	"github.com/portcullis/portcullis/internal/secrets"
 )
 
 // TestOpenRefusesKeysThatDoNotMatchTheStore: a gateway whose data dir
@@ -53,6 +54,16 @@ func TestOpenRefusesKeysThatDoNotMatchTheStore(t *testing.T) {
 	if err := a.Audit.Emit(context.Background(), &audit.Event{Type: audit.ServerStart, Principal: "system", Status: audit.StatusOK}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := a.Checkpoint(context.Background()); err != nil { // signed with the signing key
+		t.Fatal(err)
+	}
+	if _, _, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.SecretsKey, secrets.KeySize); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Store.PutSecret(context.Background(), secrets.Record{Name: "TOKEN", Nonce: make([]byte, 12), Ciphertext: []byte("x"),
+		CreatedAt: time.Now(), UpdatedAt: time.Now()}); err != nil { // the store now needs its secrets.key
+		t.Fatal(err)
+	}
 	closeApp(a)
 	key := func(name string) string { return filepath.Join(cfg.DataDir, name) }
 	save := func(name string) []byte {
@@ -78,7 +89,17 @@ func TestOpenRefusesKeysThatDoNotMatchTheStore(t *testing.T) {
 			t.Fatalf("Open with another chain key = %v, want a refusal", err)
 		}
 	})
-	for _, name := range []string{datadir.ServerSecret, datadir.AuditKey} {
+	t.Run("another signing key", func(t *testing.T) {
+		orig := save(datadir.AuditSigningKey)
+		defer put(datadir.AuditSigningKey, orig)
+		other := make([]byte, 32)
+		rand.Read(other)
+		put(datadir.AuditSigningKey, other)
+		if _, err := open(); err == nil || !strings.Contains(err.Error(), "signing key") {
+			t.Fatalf("Open with another signing key = %v, want a refusal", err)
+		}
+	})
+	for _, name := range datadir.KeyFiles {
 		t.Run("lost "+name, func(t *testing.T) {
 			orig := save(name)
 			defer put(name, orig)
@@ -90,7 +111,7 @@ func TestOpenRefusesKeysThatDoNotMatchTheStore(t *testing.T) {
 				t.Fatalf("Open without %s = %v, want a refusal naming it", name, err)
 			}
 			if _, err := os.Stat(key(name)); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("the %s made during the refused start is still there (%v): a restart would take it", name, err)
+				t.Errorf("the refused start made a new %s (%v): a restart would take it", name, err)
 			}
 		})
 	}

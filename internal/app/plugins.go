@@ -47,10 +47,7 @@ func (a *App) pluginThreshold(name string) int {
 // start is refused rather than run the server unconfined.
 func (a *App) openPlugins(ctx context.Context) error {
 	cfg := a.Config
-	db, ok := a.Store.(Storage)
-	if !ok {
-		return fmt.Errorf("plugins: store %T keeps no pins", a.Store)
-	}
+	db := a.Store
 	pins, err := pin.New(db, nil)
 	if err != nil {
 		return err

@@ -28,16 +28,25 @@ func OpenSecretsAdmin(ctx context.Context, cfg *config.Config, by string, log *s
 	if err := datadir.Ensure(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	db, err := OpenStorage(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKeyFiles(ctx, cfg, db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	key, _, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.SecretsKey, secrets.KeySize)
 	if err != nil {
+		db.Close()
 		return nil, err
 	}
 	chain, err := AuditChain(cfg, os.Getenv, true)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = keysMatchStore(ctx, db, chain)
 	}
-	db, err := OpenStorage(ctx, cfg, log)
 	if err != nil {
+		db.Close()
 		return nil, err
 	}
 	st, err := secrets.New(key, db, nil)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,7 +51,7 @@ func OpenStorage(ctx context.Context, cfg *config.Config, log *slog.Logger) (Sto
 			return nil, fmt.Errorf("storage.driver postgres: %w", err)
 		}
 		return db, nil
-	case config.DriverSQLite, "":
+	case config.DriverSQLite:
 		return sqlite.Open(ctx, filepath.Join(cfg.DataDir, datadir.DatabaseFile), sqlite.Options{Logger: log})
 	}
 	return nil, fmt.Errorf("%w: storage.driver %q", config.ErrInvalid, cfg.Storage.Driver)
@@ -68,48 +69,77 @@ func (a *App) ReplicaID() string {
 	return "local"
 }
 
-// keysMatchStore refuses to start with keys that do not belong to the
-// store's data: a gateway (typically a new replica on a shared PostgreSQL,
-// or a data dir whose key files were lost) that created its keys just now
-// would otherwise seal records the chain cannot verify, and compute API-key
-// and approval digests nothing matches. The newest sealed audit record
-// must verify under the chain key; a server secret or audit key created
-// now is refused (and removed again) when the store already holds records
-// or keys.
-func keysMatchStore(ctx context.Context, cfg *config.Config, db Storage, chain *audit.Chain, newServerSecret, newAuditKey bool) error {
-	fix := "copy " + strings.Join(datadir.KeyFiles, ", ") + " (mode 0600) " +
-		"from the data dir of the gateway that created this store, then start again (docs/operations.md)"
+// checkKeyFiles runs before any key file is created: a data dir whose
+// store already holds data (audit records, API keys or secrets) must
+// bring that store's key files, or the gateway would make new ones and
+// then seal records the chain cannot verify, compute API-key and approval
+// digests nothing matches, and write secrets the other replicas cannot
+// decrypt (a replica started without the shared key files, or a data dir
+// whose keys were lost). Missing files are an error naming them; nothing
+// is created. Key files configured elsewhere (audit.chain_key_file,
+// PORTCULLIS_AUDIT_CHAIN_KEY, audit.signing_key_file) are the
+// configuration's to provide.
+func checkKeyFiles(ctx context.Context, cfg *config.Config, db Storage) error {
 	evs, err := db.QueryAudit(ctx, audit.Query{Limit: 1})
 	if err != nil {
-		return fmt.Errorf("reading the audit head: %w", err)
-	}
-	if len(evs) == 1 && evs[0].Hash != "" && !chain.Check(&evs[0]) {
-		return fmt.Errorf("the audit chain key does not match this store's records (seq %d does not verify): %s", evs[0].Seq, fix)
-	}
-	if !newServerSecret && !newAuditKey {
-		return nil
+		return fmt.Errorf("reading the audit log: %w", err)
 	}
 	keys, err := db.ListAPIKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the API keys: %w", err)
 	}
-	if len(evs) == 0 && len(keys) == 0 {
-		return nil // a new store: the new keys are its keys
+	secs, err := db.ListSecrets(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the secrets: %w", err)
 	}
-	var created []string
-	if newServerSecret {
-		created = append(created, datadir.ServerSecret)
+	if len(evs) == 0 && len(keys) == 0 && len(secs) == 0 {
+		return nil // a new store: the keys made now are its keys
 	}
-	if newAuditKey {
-		created = append(created, datadir.AuditKey)
+	var missing []string
+	for _, name := range datadir.KeyFiles {
+		switch {
+		case name == datadir.AuditChainKey && (cfg.Audit.ChainKeyFile != "" || os.Getenv(ChainKeyEnv) != ""),
+			name == datadir.AuditSigningKey && cfg.Audit.SigningKeyFile != "",
+			name == datadir.SecretsKey && len(secs) == 0: // made on first use
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(cfg.DataDir, name)); errors.Is(err, os.ErrNotExist) {
+			missing = append(missing, name)
+		}
 	}
-	var rmErr error
-	for _, name := range created { // a restart must not take them for the real ones
-		rmErr = errors.Join(rmErr, os.Remove(filepath.Join(cfg.DataDir, name)))
+	if len(missing) > 0 {
+		return fmt.Errorf("%s missing from %s although the store holds data: %s", strings.Join(missing, ", "), cfg.DataDir, keyFilesFix())
 	}
-	if rmErr != nil {
-		return fmt.Errorf("%s were missing from %s although the store holds data (and removing the ones just made failed: %v): %s",
-			created, cfg.DataDir, rmErr, fix)
+	return nil
+}
+
+// keysMatchStore checks the audit keys against what the store holds: the
+// newest sealed record must verify under the chain key, and the newest
+// checkpoint must be signed by the signing key. (The server secret and
+// audit key leave nothing checkable in the store; checkKeyFiles makes sure
+// they are not made anew for a store in use.)
+func keysMatchStore(ctx context.Context, db Storage, chain *audit.Chain) error {
+	evs, err := db.QueryAudit(ctx, audit.Query{Limit: 1})
+	if err != nil {
+		return fmt.Errorf("reading the audit head: %w", err)
 	}
-	return fmt.Errorf("%v were missing from %s although the store holds data: %s", created, cfg.DataDir, fix)
+	if len(evs) == 1 && evs[0].Hash != "" && !chain.Check(&evs[0]) {
+		return fmt.Errorf("the audit chain key does not match this store's records (seq %d does not verify): %s", evs[0].Seq, keyFilesFix())
+	}
+	cps, err := db.QueryAudit(ctx, audit.Query{Type: audit.AuditCheckpoint, Limit: 1})
+	if err != nil {
+		return fmt.Errorf("reading the last checkpoint: %w", err)
+	}
+	if len(cps) == 1 {
+		cp, err := audit.ParseCheckpoint([]byte(cps[0].Detail))
+		if err == nil && cp.PublicKey != base64.StdEncoding.EncodeToString(chain.PublicKey()) {
+			return fmt.Errorf("the audit signing key is not the one that signed this store's checkpoints (seq %d): %s", cps[0].Seq, keyFilesFix())
+		}
+	}
+	return nil
+}
+
+func keyFilesFix() string {
+	return "copy " + strings.Join(datadir.KeyFiles, ", ") + " (mode 0600) " +
+		"from the data dir of the gateway that created this store, then start again (docs/operations.md)"
 }
