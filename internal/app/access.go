@@ -68,6 +68,9 @@ func (a *App) reloadGrants(ctx context.Context) error {
 }
 
 func (a *App) reloadGrantsLocked(ctx context.Context) error {
+	// Cached keys go first: a revocation must take effect even if reading
+	// the grants below fails.
+	a.Authn.Invalidate()
 	v, err := a.Store.AccessVersion(ctx)
 	if err != nil {
 		return err
@@ -80,7 +83,6 @@ func (a *App) reloadGrantsLocked(ctx context.Context) error {
 		return err
 	}
 	a.Policy.Invalidate()
-	a.Authn.Invalidate()
 	a.accessVersion = v
 	if a.Violations != nil { // quarantines changed by another process
 		if err := a.Violations.Reload(ctx); err != nil {
@@ -145,6 +147,7 @@ func (a *App) watchPolicies(ctx context.Context) {
 	t := time.NewTicker(a.Config.Policy.ReloadInterval)
 	defer t.Stop()
 	var lastBad string
+	importFailing := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -165,11 +168,6 @@ func (a *App) watchPolicies(ctx context.Context) {
 				continue
 			}
 		}
-		// Violations other replicas recorded count toward this one's
-		// quarantine thresholds (a no-op on a store of its own).
-		if err := a.Violations.Import(ctx); err != nil && ctx.Err() == nil {
-			a.Log.Warn("importing other replicas' violations failed; will retry", "err", err)
-		}
 		v, err := a.Store.AccessVersion(ctx)
 		a.reloadMu.Lock()
 		changed := err == nil && v != a.accessVersion
@@ -178,6 +176,18 @@ func (a *App) watchPolicies(ctx context.Context) {
 			if err := a.reloadGrants(ctx); err != nil && ctx.Err() == nil {
 				a.Log.Error("reloading role grants failed; the previous grants stay in force", "err", err)
 			}
+		}
+		// After the access version (revocations and quarantines first):
+		// violations other replicas recorded count toward this one's
+		// quarantine thresholds (a no-op on a store of its own). A failure
+		// is logged once until an import succeeds again.
+		if err := a.Violations.Import(ctx); err != nil && ctx.Err() == nil {
+			if !importFailing {
+				a.Log.Warn("importing other replicas' violations failed; will retry", "err", err)
+			}
+			importFailing = true
+		} else if err == nil {
+			importFailing = false
 		}
 	}
 }

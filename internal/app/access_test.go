@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -306,4 +307,43 @@ func TestKeyCacheFollowsAccessChanges(t *testing.T) {
 		_, err := a.Authn.Authenticate(ctx, plain)
 		return err != nil
 	})
+}
+
+// grantsFail is the app's store with Grants failing.
+type grantsFail struct{ app.Storage }
+
+func (grantsFail) Grants(context.Context) ([]store.Grant, error) {
+	return nil, errors.New("grants unreadable")
+}
+
+// TestRevocationSurvivesFailedReload: a key revoked through the admin API
+// is refused by the next request even when reloading the grants fails
+// (the cached keys are dropped first).
+func TestRevocationSurvivesFailedReload(t *testing.T) {
+	a, _, _ := openApp(t, nil)
+	ctx := context.Background()
+	u, _, err := a.Store.EnsureUser(ctx, "rv", []string{"developer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, id, prefix, hash := a.Authn.NewKey()
+	if err := a.Store.CreateAPIKey(ctx, store.APIKey{ID: id, UserID: u.ID, UserName: u.Name, Hash: hash, Prefix: prefix,
+		Roles: []string{"developer"}, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Authn.Authenticate(ctx, plain); err != nil { // cached
+		t.Fatal(err)
+	}
+	if _, err := a.Store.RevokeAPIKey(ctx, id, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	real := a.Store
+	a.Store = grantsFail{real}
+	if err := a.AccessChanged(ctx); err == nil {
+		t.Fatal("AccessChanged with unreadable grants succeeded")
+	}
+	a.Store = real
+	if _, err := a.Authn.Authenticate(ctx, plain); err == nil {
+		t.Fatal("a revoked key was accepted after a failed reload")
+	}
 }
