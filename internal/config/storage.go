@@ -2,10 +2,11 @@ package config
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/portcullis/portcullis/internal/datadir"
 )
 
 // Storage drivers.
@@ -27,9 +28,9 @@ type StorageConfig struct {
 	// configuration file. There is no default: postgres without a DSN
 	// refuses to start (seed 001: never a default password).
 	DSN string `yaml:"dsn"`
-	// DSNFile is a file (mode 0600 or stricter, owned by the gateway's
-	// user) holding the DSN, e.g. a mounted secret; surrounding white
-	// space is ignored. Exclusive with DSN.
+	// DSNFile is a file (mode 0600 or stricter, not a symbolic link)
+	// holding the DSN, e.g. a mounted secret; surrounding white space is
+	// ignored. Exclusive with DSN.
 	DSNFile string `yaml:"dsn_file"`
 	// ReplicaID names this gateway among the replicas sharing one
 	// PostgreSQL (logs, audit detail). Empty: the host name. Letters,
@@ -70,8 +71,9 @@ func (c *Config) validateStorage(bad func(key, format string, args ...any)) {
 }
 
 // PostgresDSN returns the connection string: storage.dsn, or the content
-// of storage.dsn_file, which must be a regular file not readable or
-// writable by group or others. Errors never contain the DSN.
+// of storage.dsn_file read with datadir.ReadPrivate (a regular file, not a
+// symbolic link, not readable or writable by group or others, at most
+// 64 KiB). Errors never contain the DSN.
 func (s *StorageConfig) PostgresDSN() (string, error) {
 	if s.DSNFile == "" {
 		if s.DSN == "" {
@@ -79,17 +81,7 @@ func (s *StorageConfig) PostgresDSN() (string, error) {
 		}
 		return s.DSN, nil
 	}
-	fi, err := os.Stat(s.DSNFile)
-	if err != nil {
-		return "", fmt.Errorf("%w: storage.dsn_file: %w", ErrInvalid, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("%w: storage.dsn_file %s: not a regular file", ErrInvalid, s.DSNFile)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%w: storage.dsn_file %s: mode %04o lets others read the password; chmod 600 it", ErrInvalid, s.DSNFile, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(s.DSNFile)
+	b, err := datadir.ReadPrivate(s.DSNFile)
 	if err != nil {
 		return "", fmt.Errorf("%w: storage.dsn_file: %w", ErrInvalid, err)
 	}

@@ -95,6 +95,7 @@ func TestPostgresDSNFile(t *testing.T) {
 		"empty":          write("empty", " \n", 0o600),
 		"missing":        filepath.Join(dir, "nope"),
 		"directory":      dir,
+		"symbolic link":  link,
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := (&config.StorageConfig{Driver: config.DriverPostgres, DSNFile: path}).PostgresDSN()
