@@ -45,7 +45,6 @@ var migrations embed.FS
 // several replicas) may share one database.
 type DB struct {
 	pool *pgxpool.Pool
-	log  *slog.Logger
 	now  func() time.Time
 
 	closeOnce sync.Once
@@ -59,9 +58,6 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
-	// MaxConns is the pool size (default: pgx's, the larger of 4 and the
-	// number of CPUs; a pool_max_conns parameter in the DSN also sets it).
-	MaxConns int32
 	// ConnectTimeout bounds connecting to the server, per attempt and for
 	// Open's first connection as a whole (default 10s; a connect_timeout
 	// parameter in the DSN wins).
@@ -106,9 +102,6 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	if cfg.ConnConfig.ConnectTimeout <= 0 {
 		cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
 	}
-	if opts.MaxConns > 0 {
-		cfg.MaxConns = opts.MaxConns
-	}
 	if cfg.MaxConns < 2 {
 		cfg.MaxConns = 2 // the migration lock holds one connection
 	}
@@ -134,7 +127,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		pool.Close()
 		return nil, redact(err, password, dsn)
 	}
-	return &DB{pool: pool, log: opts.Logger, now: opts.Now}, nil
+	return &DB{pool: pool, now: opts.Now}, nil
 }
 
 // enforceDurability runs on every new connection: a synchronous_commit of

@@ -7,16 +7,8 @@ import (
 	"testing"
 
 	"github.com/portcullis/portcullis/internal/plugins/pin"
-	"github.com/portcullis/portcullis/internal/plugins/pin/pintest"
 	"github.com/portcullis/portcullis/internal/store/sqlite"
 )
-
-func TestPinBackendConformance(t *testing.T) {
-	pintest.Conformance(t, func(t *testing.T) pin.Backend {
-		db, _ := openTemp(t)
-		return db
-	})
-}
 
 // TestPinsSurviveRestart: a pin taken before a restart still catches a rug
 // pull after it, and the change is reported once, not once per restart.

@@ -15,7 +15,7 @@
 // system user. Without a DSN and without binaries the test fails, saying
 // how to get either.
 //
-// A package using pgtest calls Main (or Run) from TestMain, which stops
+// A package using pgtest calls Run from TestMain, which stops
 // the cluster even when tests fail.
 package pgtest
 
@@ -71,11 +71,7 @@ type server struct {
 	dir  string
 }
 
-// Main runs the tests (m.Run), stops the server pgtest started, if any,
-// and exits with the tests' code. Call it from TestMain.
-func Main(m *testing.M) { os.Exit(Run(m)) }
-
-// Run is Main without the exit: it returns m.Run's code after stopping the
+// Run runs the tests (m.Run) and returns their code after stopping the
 // server (a stop that fails turns a 0 into 1), for a TestMain that checks
 // more afterwards (goroutine leaks).
 func Run(m *testing.M) int {
@@ -149,7 +145,7 @@ func get(tb testing.TB) *server {
 	mu.Lock()
 	defer mu.Unlock()
 	if !inMain {
-		tb.Fatal("pgtest: call pgtest.Main(m) (or Run) from the package's TestMain, so that the server is stopped")
+		tb.Fatal("pgtest: call pgtest.Run(m) from the package's TestMain, so that the server is stopped")
 	}
 	if srv == nil && srvErr == nil {
 		start := time.Now()
