@@ -388,15 +388,7 @@ func TestAuditCrashDurability(t *testing.T) {
 // always makes a fresh one under t.TempDir) and a fresh workspace.
 func trailStartAt(t *testing.T, dataDir string, env ...string) *gateway {
 	t.Helper()
-	ws := filepath.Join(t.TempDir(), "ws")
-	if err := os.MkdirAll(ws, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	g := &gateway{t: t, dataDir: dataDir, workspace: ws, stdout: &syncBuffer{}, stderr: &syncBuffer{},
-		exited: make(chan struct{})}
-	g.start(env...)
-	t.Cleanup(g.stop)
-	return g
+	return startGatewayAt(t, dataDir, filepath.Join(t.TempDir(), "ws"), env...)
 }
 
 // trailFill writes path until the file system is full (ENOSPC).

@@ -114,7 +114,14 @@ var (
 func startGateway(t *testing.T, extraEnv ...string) *gateway {
 	t.Helper()
 	root := t.TempDir()
-	g := &gateway{t: t, dataDir: filepath.Join(root, "data"), workspace: filepath.Join(root, "ws"),
+	return startGatewayAt(t, filepath.Join(root, "data"), filepath.Join(root, "ws"), extraEnv...)
+}
+
+// startGatewayAt starts serve on dataDir (created by serve if missing) and
+// workspace (created here if missing); it is stopped when t ends.
+func startGatewayAt(t *testing.T, dataDir, workspace string, extraEnv ...string) *gateway {
+	t.Helper()
+	g := &gateway{t: t, dataDir: dataDir, workspace: workspace,
 		stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	if err := os.MkdirAll(g.workspace, 0o755); err != nil {
 		t.Fatal(err)

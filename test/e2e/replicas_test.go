@@ -85,10 +85,7 @@ func startReplicas(t *testing.T, env ...string) *replicas {
 	if copied < len(replicaKeyFiles)-1 {
 		t.Fatalf("copied %d key files, want at least %d", copied, len(replicaKeyFiles)-1)
 	}
-	r.b = &gateway{t: t, dataDir: dir, workspace: r.a.workspace,
-		stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
-	r.b.start(append(slices.Clone(common), "PORTCULLIS_STORAGE_REPLICA_ID=b")...)
-	t.Cleanup(r.b.stop)
+	r.b = startGatewayAt(t, dir, r.a.workspace, append(slices.Clone(common), "PORTCULLIS_STORAGE_REPLICA_ID=b")...)
 	return r
 }
 
@@ -434,9 +431,6 @@ func TestReplicaQuarantineCountsAcrossReplicas(t *testing.T) {
 			t.Fatalf("escape %d: isError=%v code %q, want PATH_OUTSIDE_WORKSPACE", i, res.IsError, code(res))
 		}
 		escapes++
-		// Replicas import each other's violations every reload interval;
-		// wait for the store to hold this one so the order is the test's.
-		time.Sleep(300 * time.Millisecond)
 	}
 	start := time.Now()
 	for _, g := range []*gateway{a, b} {
