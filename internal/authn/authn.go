@@ -93,7 +93,7 @@ type Authenticator struct {
 // in flight while Invalidate ran does not store what it read (gen), so a
 // revocation is never undone by a racing request.
 type keyCache struct {
-	mu      sync.Mutex
+	mu      sync.RWMutex // read-locked on the hit path
 	maxAge  time.Duration // 0: caching off
 	max     int
 	gen     uint64
@@ -153,13 +153,13 @@ func (a *Authenticator) Invalidate() {
 func (a *Authenticator) lookup(ctx context.Context, h []byte) (store.APIKey, store.User, error) {
 	c := &a.cache
 	now := a.now()
-	c.mu.Lock()
+	c.mu.RLock()
 	maxAge, gen := c.maxAge, c.gen
 	if e, ok := c.entries[string(h)]; ok && maxAge > 0 && now.Sub(e.at) < maxAge && !now.Before(e.at) {
-		c.mu.Unlock()
+		c.mu.RUnlock()
 		return e.key, e.user, nil
 	}
-	c.mu.Unlock()
+	c.mu.RUnlock()
 	k, u, err := a.keys.APIKeyByHash(ctx, h)
 	if err != nil || maxAge == 0 {
 		return k, u, err
