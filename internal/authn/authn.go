@@ -93,7 +93,7 @@ type Authenticator struct {
 // in flight while Invalidate ran does not store what it read (gen), so a
 // revocation is never undone by a racing request.
 type keyCache struct {
-	mu      sync.RWMutex // read-locked on the hit path
+	mu      sync.RWMutex  // read-locked on the hit path
 	maxAge  time.Duration // 0: caching off
 	max     int
 	gen     uint64
