@@ -37,7 +37,9 @@ var violationCases = []testCase{
 		v2.Severity, v2.Session, v2.Plugin, v2.Detail = store.SeverityCritical, "", "", ""
 		v3 := violation("vio_3", "", "auth_failure", at(2*time.Minute))
 		v3.Severity = store.SeverityLow
-		must(t, b.RecordViolations(ctx, []store.Violation{v2, v1, v3}))
+		// Two batches, each its own transaction.
+		must(t, b.RecordViolations(ctx, []store.Violation{v2, v1}))
+		must(t, b.RecordViolations(ctx, []store.Violation{v3}))
 		must(t, b.RecordViolations(ctx, nil)) // nothing to record is no error
 		got, err := b.ListViolations(ctx, store.ViolationQuery{})
 		must(t, err)
@@ -64,6 +66,10 @@ var violationCases = []testCase{
 			return out
 		}
 		everything := func(store.Violation) bool { return true }
+		byID := map[string]store.Violation{}
+		for _, v := range all {
+			byID[v.ID] = v
+		}
 		for _, tc := range []struct {
 			name string
 			q    store.ViolationQuery
@@ -86,7 +92,34 @@ var violationCases = []testCase{
 				if diff := cmp.Diff(tc.want, violationIDs(got), cmpopts.EquateEmpty()); diff != "" {
 					t.Errorf("ListViolations(%+v) (-want +got):\n%s", tc.q, diff)
 				}
+				for _, v := range got {
+					if diff := cmp.Diff(byID[v.ID], v); diff != "" {
+						t.Errorf("ListViolations(%+v): %s (-want +got):\n%s", tc.q, v.ID, diff)
+					}
+				}
 			})
+		}
+	}},
+	{name: "HostilePrincipals", run: func(t *testing.T, bs []Backend) {
+		// Filter values are literals, never SQL or patterns.
+		b, ctx := bs[0], t.Context()
+		hostiles := append(hostile[:len(hostile):len(hostile)], `'); DELETE FROM audit_events; --`)
+		var all []store.Violation
+		for i, s := range hostiles {
+			v := violation(fmt.Sprintf("vio_%02d", i), s, "path_escape", at(time.Duration(i)*time.Minute))
+			v.Severity = store.Severity(i%4 + 1)
+			all = append(all, v)
+		}
+		must(t, b.RecordViolations(ctx, all))
+		for _, v := range all {
+			got, err := b.ListViolations(ctx, store.ViolationQuery{Principal: v.Principal})
+			must(t, err)
+			if diff := cmp.Diff([]store.Violation{v}, got); diff != "" {
+				t.Errorf("ListViolations(principal %q) (-want +got):\n%s", v.Principal, diff)
+			}
+		}
+		if got, err := b.ListViolations(ctx, store.ViolationQuery{}); err != nil || len(got) != len(all) {
+			t.Errorf("ListViolations = %v, %v; want all %d", violationIDs(got), err, len(all))
 		}
 	}},
 	{name: "DefaultLimit", run: func(t *testing.T, bs []Backend) {
@@ -101,8 +134,10 @@ var violationCases = []testCase{
 		if len(got) != 100 || got[0].ID != "vio_149" || got[99].ID != "vio_050" {
 			t.Errorf("ListViolations without a limit = %d records (%v ... ); want the newest 100", len(got), violationIDs(got[:min(len(got), 2)]))
 		}
-		if got, err := b.ListViolations(ctx, store.ViolationQuery{Limit: 1000}); err != nil || len(got) != 150 {
-			t.Errorf("ListViolations(limit 1000) = %d records, %v; want all 150", len(got), err)
+		for _, limit := range []int{1000, 1_000_000} {
+			if got, err := b.ListViolations(ctx, store.ViolationQuery{Limit: limit}); err != nil || len(got) != 150 {
+				t.Errorf("ListViolations(limit %d) = %d records, %v; want all 150", limit, len(got), err)
+			}
 		}
 	}},
 	{name: "BatchIsAtomic", run: func(t *testing.T, bs []Backend) {
@@ -110,6 +145,7 @@ var violationCases = []testCase{
 		first := violation("vio_first", "alice", "policy_denial", t0)
 		must(t, b.RecordViolations(ctx, []store.Violation{first}))
 		ok := violation("vio_ok", "alice", "policy_denial", at(time.Minute))
+		after := violation("vio_after", "carol", "path_escape", at(3*time.Minute))
 		for _, tc := range []struct {
 			name string
 			bad  func(v *store.Violation)
@@ -120,11 +156,13 @@ var violationCases = []testCase{
 			{"no severity", func(v *store.Violation) { v.Severity = 0 }, store.ErrInvalid},
 			{"severity above critical", func(v *store.Violation) { v.Severity = store.SeverityCritical + 1 }, store.ErrInvalid},
 			{"duplicate id", func(v *store.Violation) { v.ID = first.ID }, nil},
+			{"duplicate id in the batch", func(v *store.Violation) { v.ID = ok.ID }, nil},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				bad := violation("vio_bad", "bob", "path_escape", at(2*time.Minute))
 				tc.bad(&bad)
-				err := b.RecordViolations(ctx, []store.Violation{ok, bad})
+				// The bad record between good ones: none is stored.
+				err := b.RecordViolations(ctx, []store.Violation{ok, bad, after})
 				if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
 					t.Errorf("RecordViolations with a bad record (%s) = %v, want %v", tc.name, err, tc.want)
 				}
@@ -161,7 +199,8 @@ var quarantineCases = []testCase{
 		q2 := quarantine("qua_2", store.QuarantineSession, "sess-1", at(time.Minute))
 		q3 := quarantine("qua_3", store.QuarantinePlugin, "files", at(2*time.Minute))
 		q3.CreatedBy = "system"
-		for _, q := range []store.Quarantine{q1, q2, q3} {
+		// Not created in time order: listed by creation time, not insertion.
+		for _, q := range []store.Quarantine{q2, q3, q1} {
 			got, err := b.CreateQuarantine(ctx, q)
 			if err != nil {
 				t.Fatalf("CreateQuarantine(%s): %v", q.ID, err)
@@ -251,7 +290,7 @@ var quarantineCases = []testCase{
 		if _, err := b.ReleaseQuarantine(ctx, "qua_1", "root", "again", at(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("second release = %v, want ErrNotFound", err)
 		}
-		for _, s := range []string{"qua_nope", "qua_%", "%", ""} {
+		for _, s := range []string{"qua_nope", "qua_%", "%", "", `' OR 1=1 --`} {
 			if _, err := b.ReleaseQuarantine(ctx, s, "root", "", when); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("ReleaseQuarantine(%q) = %v, want ErrNotFound", s, err)
 			}
@@ -272,10 +311,18 @@ var quarantineCases = []testCase{
 			_, err := b.CreateQuarantine(ctx, q)
 			must(t, err)
 		}
-		for _, want := range []string{"qua_p", "qua_s"} {
-			got, err := b.ReleaseQuarantine(ctx, "mallory", "root", "", at(time.Hour))
-			if err != nil || got.ID != want || got.ReleasedAt == nil {
-				t.Errorf("ReleaseQuarantine(mallory) = %+v, %v; want %s released", got, err, want)
+		when := at(time.Hour)
+		for _, w := range []store.Quarantine{
+			quarantine("qua_p", store.QuarantinePrincipal, "mallory", at(time.Minute)),
+			quarantine("qua_s", store.QuarantineSession, "mallory", t0),
+		} {
+			got, err := b.ReleaseQuarantine(ctx, "mallory", "admin", "false positive "+w.ID, when)
+			want := w
+			want.ReleasedAt, want.ReleasedBy, want.ReleaseReason = &when, "admin", "false positive "+w.ID
+			if err != nil {
+				t.Errorf("ReleaseQuarantine(mallory) = %v; want %s released", err, w.ID)
+			} else if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("ReleaseQuarantine(mallory) (-want +got):\n%s", diff)
 			}
 		}
 		if _, err := b.ReleaseQuarantine(ctx, "mallory", "root", "", at(time.Hour)); !errors.Is(err, store.ErrNotFound) {
@@ -300,6 +347,93 @@ var quarantineCases = []testCase{
 		}
 		if diff := cmp.Diff([]string{"qua_2", "qua_1"}, activeIDs(t, b, true)); diff != "" {
 			t.Errorf("all (-want +got):\n%s", diff)
+		}
+		if all, err := b.ListQuarantines(ctx, true); err != nil || len(all) != 2 || all[0].ReleasedAt != nil || all[1].ReleasedAt == nil {
+			t.Errorf("ListQuarantines(all) = %+v, %v; want qua_2 active, qua_1 released", all, err)
+		}
+		// The new one is active: a duplicate of it conflicts again.
+		if _, err := b.CreateQuarantine(ctx, quarantine("qua_3", store.QuarantinePrincipal, "alice", t0)); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("duplicate of the re-quarantine = %v, want ErrConflict", err)
+		}
+	}},
+	{name: "HostileSubjects", run: func(t *testing.T, bs []Backend) {
+		// Subjects are literals: stored as they are, released by id.
+		b, ctx := bs[0], t.Context()
+		_, err := b.CreateQuarantine(ctx, quarantine("qua_alice", store.QuarantinePrincipal, "alice", t0))
+		must(t, err)
+		when := at(time.Hour)
+		for i, s := range append(hostile[:len(hostile):len(hostile)], `'); DELETE FROM audit_events; --`) {
+			q := quarantine(fmt.Sprintf("qua_%d", i), store.QuarantinePlugin, s, at(time.Duration(i+1)*time.Second))
+			if got, err := b.CreateQuarantine(ctx, q); err != nil || !cmp.Equal(q, got) {
+				t.Fatalf("CreateQuarantine(%q) = %+v, %v", s, got, err)
+			}
+			want := q
+			want.ReleasedAt, want.ReleasedBy, want.ReleaseReason = &when, "admin", "ok"
+			got, err := b.ReleaseQuarantine(ctx, q.ID, "admin", "ok", when)
+			if err != nil {
+				t.Errorf("ReleaseQuarantine(%s) = %v", q.ID, err)
+			} else if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("ReleaseQuarantine(%s) (-want +got):\n%s", q.ID, diff)
+			}
+			if _, err := b.ReleaseQuarantine(ctx, q.ID, "admin", "twice", when); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("releasing the released %s = %v, want ErrNotFound", q.ID, err)
+			}
+		}
+		if _, err := b.ReleaseQuarantine(ctx, `' OR 1=1 --`, "admin", "x", when); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("ReleaseQuarantine of an injection string = %v, want ErrNotFound", err)
+		}
+		if diff := cmp.Diff([]string{"qua_alice"}, activeIDs(t, b, false)); diff != "" {
+			t.Errorf("active (-want +got):\n%s", diff)
+		}
+	}},
+	{name: "AccessVersion", run: func(t *testing.T, bs []Backend) {
+		// Quarantine changes bump AccessVersion (processes sharing the
+		// store notice them); refused changes, violations and usage
+		// (written every few seconds) must not, or every quota flush would
+		// invalidate every cache.
+		b, ctx := bs[0], t.Context()
+		for _, s := range []struct {
+			name string
+			do   func() error
+			bump bool
+		}{
+			{"create", func() error {
+				_, err := b.CreateQuarantine(ctx, quarantine("qua_1", store.QuarantinePrincipal, "alice", t0))
+				return err
+			}, true},
+			{"conflicting create", func() error {
+				_, err := b.CreateQuarantine(ctx, quarantine("qua_2", store.QuarantinePrincipal, "alice", t0))
+				if errors.Is(err, store.ErrConflict) {
+					return nil
+				}
+				return fmt.Errorf("want ErrConflict, got %v", err)
+			}, false},
+			{"release", func() error {
+				_, err := b.ReleaseQuarantine(ctx, "qua_1", "admin", "ok", t0)
+				return err
+			}, true},
+			{"failed release", func() error {
+				_, err := b.ReleaseQuarantine(ctx, "qua_1", "admin", "ok", t0)
+				if errors.Is(err, store.ErrNotFound) {
+					return nil
+				}
+				return fmt.Errorf("want ErrNotFound, got %v", err)
+			}, false},
+			{"violations", func() error {
+				return b.RecordViolations(ctx, []store.Violation{violation("vio_1", "alice", "path_escape", t0)})
+			}, false},
+			{"usage", func() error { return b.AddUsage(ctx, store.Usage{Principal: "alice", Day: "2026-05-01", Calls: 1}) }, false},
+		} {
+			before, err := b.AccessVersion(ctx)
+			must(t, err)
+			if err := s.do(); err != nil {
+				t.Fatalf("%s: %v", s.name, err)
+			}
+			after, err := b.AccessVersion(ctx)
+			must(t, err)
+			if (after > before) != s.bump || after < before {
+				t.Errorf("%s: AccessVersion %d -> %d, want bump %v", s.name, before, after, s.bump)
+			}
 		}
 	}},
 	{name: "ConcurrentCreateAcrossReplicas", handles: 2, run: func(t *testing.T, bs []Backend) {
@@ -375,12 +509,14 @@ var usageCases = []testCase{
 			{Principal: "alice", Day: "2026-05-01", Calls: 2, CPUMillis: 5},
 			{Principal: "alice", Day: "2026-05-02", Calls: 1},
 			{Principal: "%", Day: "2026-05-01", CPUMillis: 3},
+			{Principal: `' OR '1'='1`, Day: "2026-05-01", CPUMillis: 5},
 		} {
 			must(t, b.AddUsage(ctx, u))
 		}
 		for day, want := range map[string][]store.Usage{
 			"2026-05-01": {
 				{Principal: "%", Day: "2026-05-01", CPUMillis: 3},
+				{Principal: `' OR '1'='1`, Day: "2026-05-01", CPUMillis: 5},
 				{Principal: "alice", Day: "2026-05-01", Calls: 3, CPUMillis: 15},
 				{Principal: "bob", Day: "2026-05-01", Calls: 1, CPUMillis: 7},
 			},
@@ -399,6 +535,7 @@ var usageCases = []testCase{
 			{Day: "2026-05-01", Calls: 1},
 			{Principal: "alice", Calls: 1},
 			{Principal: "alice", Day: "2026-5-1", Calls: 1},
+			{Principal: "alice", Day: "today", Calls: 1},
 		} {
 			if err := b.AddUsage(t.Context(), u); !errors.Is(err, store.ErrInvalid) {
 				t.Errorf("AddUsage(%+v) = %v, want ErrInvalid", u, err)

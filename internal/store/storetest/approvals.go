@@ -74,6 +74,11 @@ var approvalCases = []testCase{
 				t.Errorf("GetApproval(%s) (-want +got):\n%s", want.ID, diff)
 			}
 		}
+		// The fully populated request comes back exactly, empty and nil
+		// alike.
+		if got, err := b.GetApproval(ctx, a.ID); err != nil || !cmp.Equal(a, got) {
+			t.Errorf("GetApproval(%s), exactly (-want +got):\n%s (%v)", a.ID, cmp.Diff(a, got), err)
+		}
 		for _, id := range []string{"apr_nope", "apr_%", "", "APR_1"} {
 			if _, err := b.GetApproval(ctx, id); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("GetApproval(%q) = %v, want ErrNotFound", id, err)
@@ -90,6 +95,7 @@ var approvalCases = []testCase{
 			{"no principal", func(a *store.Approval) { a.Principal = "" }},
 			{"no tool", func(a *store.Approval) { a.Tool = "" }},
 			{"short digest", func(a *store.Approval) { a.ArgsSHA256 = a.ArgsSHA256[:63] }},
+			{"long digest", func(a *store.Approval) { a.ArgsSHA256 += "0" }},
 			{"no digest", func(a *store.Approval) { a.ArgsSHA256 = "" }},
 			{"created approved", func(a *store.Approval) { a.State = store.ApprovalApproved }},
 			{"created consumed", func(a *store.Approval) { a.State = store.ApprovalConsumed }},
@@ -103,6 +109,29 @@ var approvalCases = []testCase{
 		}
 		if as, err := b.ListApprovals(ctx, "", 0); err != nil || len(as) != 0 {
 			t.Errorf("refused requests were stored: %v, %v", approvalIDs(as), err)
+		}
+	}},
+	{name: "HostileStrings", run: func(t *testing.T, bs []Backend) {
+		// Names and filters are literals, never SQL or patterns.
+		b, ctx := bs[0], t.Context()
+		createApprovals(t, b, pending("apr_safe", "alice", "deploy", 1, t0, time.Hour))
+		for i, s := range append(hostile[:len(hostile):len(hostile)], `'); DELETE FROM audit_events; --`) {
+			a := pending(fmt.Sprintf("apr_inj_%d", i), s, s, 100+i, t0, time.Hour)
+			a.Justification, a.Args = s, json.RawMessage(`{"x":1}`)
+			createApprovals(t, b, a)
+			got, err := b.FindApproval(ctx, s, s, a.ArgsSHA256, []string{store.ApprovalPending}, t0)
+			if err != nil || got.ID != a.ID || got.Principal != s || got.Tool != s || got.Justification != s {
+				t.Errorf("%q: FindApproval = %+v, %v", s, got, err)
+			}
+			if _, err := b.GetApproval(ctx, s); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("GetApproval(%q) = %v, want ErrNotFound", s, err)
+			}
+			if as, err := b.ListApprovals(ctx, s, 0); err != nil || len(as) != 0 {
+				t.Errorf("ListApprovals(state %q) = %v, %v; want none", s, approvalIDs(as), err)
+			}
+		}
+		if s := approvalState(t, b, "apr_safe"); s != store.ApprovalPending {
+			t.Errorf("apr_safe is %s after hostile requests, want pending", s)
 		}
 	}},
 	{name: "OnePendingPerCall", run: func(t *testing.T, bs []Backend) {
@@ -141,12 +170,14 @@ var approvalCases = []testCase{
 		}{
 			{"", 0, []string{"apr_4", "apr_3", "apr_2", "apr_1", "apr_0"}},
 			{"", 2, []string{"apr_4", "apr_3"}},
+			{"", -1, []string{"apr_4", "apr_3", "apr_2", "apr_1", "apr_0"}},
 			{store.ApprovalPending, 0, []string{"apr_4", "apr_0"}},
 			{store.ApprovalApproved, 0, []string{"apr_1"}},
 			{store.ApprovalDenied, 0, []string{"apr_2"}},
 			{store.ApprovalConsumed, 0, []string{"apr_3"}},
 			{store.ApprovalExpired, 0, nil},
 			{"%", 0, nil},
+			{"PENDING", 0, nil},
 		} {
 			got, err := b.ListApprovals(ctx, tc.state, tc.limit)
 			must(t, err)
@@ -182,12 +213,16 @@ var approvalCases = []testCase{
 			{"other digest", "alice", "deploy", digest(9), pend, t0, ""},
 			{"digest case", "alice", "deploy", strings.ToUpper(digest(10)), pend, t0, ""},
 			{"before expiry", "alice", "deploy", digest(2), pend, at(time.Minute - time.Microsecond), "apr_short"},
+			{"a nanosecond before expiry", "alice", "deploy", digest(2), pend, at(time.Minute - time.Nanosecond), "apr_short"},
 			{"at expiry", "alice", "deploy", digest(2), pend, at(time.Minute), ""},
 			{"after expiry", "alice", "deploy", digest(2), pend, at(time.Hour), ""},
 			{"other state", "alice", "deploy", digest(3), pend, t0, ""},
 			{"approved only", "alice", "deploy", digest(1), []string{store.ApprovalApproved}, t0, ""},
+			{"in the states asked", "alice", "deploy", digest(3), both, t0, "apr_denied"},
 			{"old expired, newer live", "alice", "deploy", digest(1), both, at(time.Hour + 30*time.Second), "apr_new"},
+			{"old expired, newer live, pending only", "alice", "deploy", digest(1), pend, at(time.Hour + 30*time.Second), "apr_new"},
 			{"both expired", "alice", "deploy", digest(1), both, at(time.Hour + time.Minute), ""},
+			{"both expired, pending only", "alice", "deploy", digest(1), pend, at(time.Hour + time.Minute), ""},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				got, err := b.FindApproval(ctx, tc.principal, tc.tool, tc.dig, tc.states, tc.now)
@@ -223,23 +258,37 @@ var approvalCases = []testCase{
 		if stored, err := b.GetApproval(ctx, "apr_a"); err != nil || !cmp.Equal(want, stored) {
 			t.Errorf("stored after decision: %s", cmp.Diff(want, stored))
 		}
-		decide(t, b, "apr_d", store.ApprovalDenied, when)
+		if _, err := b.DecideApproval(ctx, "apr_d", store.ApprovalDenied, "root", "no", when); err != nil {
+			t.Fatalf("DecideApproval(apr_d, denied): %v", err)
+		}
+		wantD := pending("apr_d", "alice", "deploy", 2, t0, time.Hour)
+		wantD.State, wantD.DecidedBy, wantD.DecidedAt, wantD.Comment = store.ApprovalDenied, "root", &when, "no"
+		if stored, err := b.GetApproval(ctx, "apr_d"); err != nil || !cmp.Equal(wantD, stored) {
+			t.Errorf("stored after denial (%v): %s", err, cmp.Diff(wantD, stored))
+		}
 		for _, tc := range []struct {
 			name, id, state string
 			when            time.Time
 			want            error
+			cur             string // ErrConflict: the state returned with it
 		}{
-			{"approve twice", "apr_a", store.ApprovalApproved, when, store.ErrConflict},
-			{"deny an approved one", "apr_a", store.ApprovalDenied, when, store.ErrConflict},
-			{"approve a denied one", "apr_d", store.ApprovalApproved, when, store.ErrConflict},
-			{"decide at expiry", "apr_x", store.ApprovalApproved, at(time.Minute), store.ErrConflict},
-			{"decide after expiry", "apr_x", store.ApprovalDenied, at(time.Hour), store.ErrConflict},
-			{"decide consumed", "apr_x", store.ApprovalConsumed, t0, store.ErrInvalid},
-			{"decide pending", "apr_x", store.ApprovalPending, t0, store.ErrInvalid},
-			{"unknown id", "apr_nope", store.ApprovalApproved, when, store.ErrNotFound},
+			{"approve twice", "apr_a", store.ApprovalApproved, when, store.ErrConflict, store.ApprovalApproved},
+			{"deny an approved one", "apr_a", store.ApprovalDenied, when, store.ErrConflict, store.ApprovalApproved},
+			{"approve a denied one", "apr_d", store.ApprovalApproved, when, store.ErrConflict, store.ApprovalDenied},
+			{"decide at expiry", "apr_x", store.ApprovalApproved, at(time.Minute), store.ErrConflict, store.ApprovalPending},
+			{"decide after expiry", "apr_x", store.ApprovalDenied, at(time.Hour), store.ErrConflict, store.ApprovalPending},
+			{"decide consumed", "apr_x", store.ApprovalConsumed, t0, store.ErrInvalid, ""},
+			{"decide pending", "apr_x", store.ApprovalPending, t0, store.ErrInvalid, ""},
+			{"decide expired", "apr_x", store.ApprovalExpired, t0, store.ErrInvalid, ""},
+			{"decide with no state", "apr_x", "", t0, store.ErrInvalid, ""},
+			{"decide upper case", "apr_x", "APPROVED", t0, store.ErrInvalid, ""},
+			{"unknown id", "apr_nope", store.ApprovalApproved, when, store.ErrNotFound, ""},
 		} {
-			_, err := b.DecideApproval(ctx, tc.id, tc.state, "mallory", "", tc.when)
+			cur, err := b.DecideApproval(ctx, tc.id, tc.state, "mallory", "", tc.when)
 			wantErr(t, "DecideApproval("+tc.name+")", err, tc.want)
+			if tc.cur != "" && (cur.ID != tc.id || cur.State != tc.cur || (cur.DecidedBy != "" && cur.DecidedBy != "root")) {
+				t.Errorf("DecideApproval(%s) returned %s %s decided by %q with the conflict; want the request as it is: %s", tc.name, cur.ID, cur.State, cur.DecidedBy, tc.cur)
+			}
 		}
 		for id, state := range map[string]string{"apr_a": store.ApprovalApproved, "apr_d": store.ApprovalDenied, "apr_x": store.ApprovalPending} {
 			got, err := b.GetApproval(ctx, id)
@@ -268,16 +317,20 @@ var approvalCases = []testCase{
 			name, id string
 			when     time.Time
 			want     error
+			cur      string // ErrConflict: the state returned with it
 		}{
-			{"consume twice", "apr_a", when, store.ErrConflict},
-			{"consume pending", "apr_p", when, store.ErrConflict},
-			{"consume denied", "apr_d", when, store.ErrConflict},
-			{"consume at expiry", "apr_x", at(time.Minute), store.ErrConflict},
-			{"consume after expiry", "apr_x", at(time.Hour), store.ErrConflict},
-			{"unknown id", "apr_nope", when, store.ErrNotFound},
+			{"consume twice", "apr_a", when, store.ErrConflict, store.ApprovalConsumed},
+			{"consume pending", "apr_p", when, store.ErrConflict, store.ApprovalPending},
+			{"consume denied", "apr_d", when, store.ErrConflict, store.ApprovalDenied},
+			{"consume at expiry", "apr_x", at(time.Minute), store.ErrConflict, store.ApprovalApproved},
+			{"consume after expiry", "apr_x", at(time.Hour), store.ErrConflict, store.ApprovalApproved},
+			{"unknown id", "apr_nope", when, store.ErrNotFound, ""},
 		} {
-			_, err := b.ConsumeApproval(ctx, tc.id, tc.when)
+			cur, err := b.ConsumeApproval(ctx, tc.id, tc.when)
 			wantErr(t, "ConsumeApproval("+tc.name+")", err, tc.want)
+			if tc.cur != "" && (cur.ID != tc.id || cur.State != tc.cur) {
+				t.Errorf("ConsumeApproval(%s) returned %s %s with the conflict; want the request as it is: %s", tc.name, cur.ID, cur.State, tc.cur)
+			}
 		}
 		for id, state := range map[string]string{"apr_a": store.ApprovalConsumed, "apr_p": store.ApprovalPending,
 			"apr_d": store.ApprovalDenied, "apr_x": store.ApprovalApproved} {
@@ -302,8 +355,10 @@ var approvalCases = []testCase{
 		decide(t, b, "apr_used", store.ApprovalApproved, t0)
 		_, err := b.ConsumeApproval(ctx, "apr_used", t0)
 		must(t, err)
-		if as, err := b.ExpireApprovals(ctx, at(time.Minute-time.Microsecond)); err != nil || len(as) != 0 {
-			t.Fatalf("ExpireApprovals before expiry = %v, %v; want none", approvalIDs(as), err)
+		for _, d := range []time.Duration{time.Microsecond, time.Nanosecond} {
+			if as, err := b.ExpireApprovals(ctx, at(time.Minute-d)); err != nil || len(as) != 0 {
+				t.Fatalf("ExpireApprovals %v before expiry = %v, %v; want none", d, approvalIDs(as), err)
+			}
 		}
 		as, err := b.ExpireApprovals(ctx, at(time.Minute))
 		must(t, err)
