@@ -72,7 +72,8 @@ type Config struct {
 
 	// Servers are upstream MCP servers (plugins), see ServerConfig.
 	Servers []ServerConfig `yaml:"servers"`
-	// Flows are information-flow rules over labelled tools, per session.
+	// Flows are information-flow rules over labelled tools: taint follows
+	// the principal across its sessions and stateless calls.
 	Flows []FlowRule `yaml:"flows"`
 }
 

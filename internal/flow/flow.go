@@ -7,20 +7,25 @@
 //	    then: {label: external-sink, action: deny}  # or require_approval
 //
 // Tools carry labels (tool.Definition.Labels). Once a session has
-// successfully called a tool carrying a rule's After label, the session is
-// tainted with that label, and a later call in the same session to a tool
-// carrying the rule's Then label is refused (ActionDeny) or needs a human's
+// successfully called a tool carrying a rule's After label, the session and
+// its principal are tainted with that label, and a later call in the same
+// session, in another session of the principal or by the principal over
+// the stateless transport, to a tool carrying the rule's Then label is
+// refused (ActionDeny) or needs a human's
 // approval (ActionRequireApproval). A call that failed or was refused
 // taints nothing: the gateway calls Tracker.Record only after a tool call
 // succeeded, and Tracker.Check, before the call runs, only reads.
 //
-// Taint is kept per key (Key): per MCP session, or per principal where the
-// protocol is stateless. Keys are bounded in number (Config.MaxKeys, least
-// recently used evicted) and forgotten after an idle time (Config.TTL), so
-// a stream of sessions cannot grow memory without bound. Forgetting is the
-// one way taint is lost: size TTL above the longest session and MaxKeys
-// above the number of sessions live at once, and call Tracker.Forget when a
-// session ends.
+// Taint is kept per key (Key) and a caller has two (Keys): its MCP session
+// and its principal. Record taints both and Check reads both, so a
+// principal cannot shed its taint by opening a new session or by calling
+// over the stateless transport. Keys are bounded in number
+// (Config.MaxKeys, least recently used evicted) and forgotten after an
+// idle time (Config.TTL), so a stream of sessions cannot grow memory
+// without bound. Forgetting is the one way taint is lost, and no event
+// sheds it early (the end of a session does not: its principal keeps the
+// taint): size TTL above the longest time a principal's taint must hold
+// and MaxKeys above the number of sessions and principals live at once.
 //
 // The package decides; the gateway refuses, asks for approval and audits
 // the refusal with the Decision's rule name and taint.
@@ -71,8 +76,8 @@ type Then struct {
 }
 
 // Rule is one flow rule: after a successful call to a tool labelled
-// After.Label, calls in the same session to tools labelled Then.Label get
-// Then.Action.
+// After.Label, calls in the same session or by the same principal (Keys)
+// to tools labelled Then.Label get Then.Action.
 //
 // After and Then may name the same label: the rule then allows a session
 // one successful call to tools with that label, and refuses (or holds for
@@ -188,16 +193,29 @@ type Decision struct {
 // Allowed reports whether d lets the call run without approval.
 func (d Decision) Allowed() bool { return d.Action == "" }
 
-// Key returns the tracker key of a caller: "s:"+session when session is
-// not empty (taint per MCP session, Mcp-Session-Id), else "p:"+principal
-// (a stateless transport has no session, so taint is per principal and
-// shared by all of its stateless calls). The prefixes keep the two spaces
-// apart: no session id can collide with a principal name (session "x" is
-// "s:x", principal "s:x" is "p:s:x"). An empty principal is the key "p:",
-// shared by every such caller (stricter, not looser).
+// Key returns one tracker key: "s:"+session when session is not empty
+// (taint per MCP session, Mcp-Session-Id), else "p:"+principal (taint per
+// principal, shared by all of its sessions and stateless calls). The
+// prefixes keep the two spaces apart: no session id can collide with a
+// principal name (session "x" is "s:x", principal "s:x" is "p:s:x"). An
+// empty principal is the key "p:", shared by every such caller (stricter,
+// not looser).
 func Key(session, principal string) string {
 	if session != "" {
 		return "s:" + session
 	}
 	return "p:" + principal
+}
+
+// Keys returns the keys a caller's taint is recorded under (Record each)
+// and checked against (Tracker.CheckKeys): its session's key, when session
+// is not empty, then its principal's, Key("", principal). The principal's
+// key is the same for every session of the principal and for its
+// stateless calls, so taint gained in one follows the principal into all
+// of them.
+func Keys(session, principal string) []string {
+	if session == "" {
+		return []string{Key("", principal)}
+	}
+	return []string{Key(session, ""), Key("", principal)}
 }

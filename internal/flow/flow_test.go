@@ -182,3 +182,26 @@ func TestDecisionAllowed(t *testing.T) {
 		}
 	}
 }
+
+func TestKeys(t *testing.T) {
+	tests := []struct {
+		session, principal string
+		want               []string
+	}{
+		{"abc", "alice", []string{"s:abc", "p:alice"}},
+		{"", "alice", []string{"p:alice"}},
+		{"abc", "", []string{"s:abc", "p:"}},
+		{"", "", []string{"p:"}},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, flow.Keys(tt.session, tt.principal)); diff != "" {
+			t.Errorf("Keys(%q, %q) (-want +got):\n%s", tt.session, tt.principal, diff)
+		}
+	}
+	// Every session of a principal, and its stateless calls, share the
+	// principal's key.
+	a, b, stateless := flow.Keys("a", "alice"), flow.Keys("b", "alice"), flow.Keys("", "alice")
+	if a[1] != b[1] || a[1] != stateless[0] {
+		t.Errorf("principal keys differ: %q, %q, %q", a[1], b[1], stateless[0])
+	}
+}

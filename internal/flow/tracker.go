@@ -164,29 +164,52 @@ func (t *Tracker) shard(key string) *shard {
 // matching rule is the zero Decision (allowed). Check only reads: it
 // neither taints nor refreshes the key.
 func (t *Tracker) Check(key string, labels []string) Decision {
-	if t.shards == nil {
+	if !t.sinks(labels) {
 		return Decision{}
 	}
-	hit := false
+	return t.decide(t.bestLocking(nil, key, labels, t.now()))
+}
+
+// CheckKeys is Check over several keys, e.g. those of Keys: of the rules
+// matching labels whose After label any of keys is tainted with, the
+// strictest wins (ties: the first in rule order). Like Check, it only
+// reads.
+func (t *Tracker) CheckKeys(keys []string, labels []string) Decision {
+	if !t.sinks(labels) {
+		return Decision{}
+	}
+	now := t.now()
+	var best *rule
+	for _, k := range keys {
+		best = t.bestLocking(best, k, labels, now)
+	}
+	return t.decide(best)
+}
+
+// sinks reports whether any of labels is the Then label of some rule.
+func (t *Tracker) sinks(labels []string) bool {
+	if t.shards == nil {
+		return false
+	}
 	for _, l := range labels {
 		if _, ok := t.byThen[l]; ok {
-			hit = true
-			break
+			return true
 		}
 	}
-	if !hit {
-		return Decision{}
-	}
+	return false
+}
 
-	now := t.now()
+// bestLocking returns the stricter of best and the strictest rule matching
+// labels that key's live taint triggers (ties: the first in rule order).
+// It takes key's shard's read lock.
+func (t *Tracker) bestLocking(best *rule, key string, labels []string, now time.Time) *rule {
 	s := t.shard(key)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	e := s.m[key]
 	if e == nil || t.expired(e, now) {
-		return Decision{}
+		return best
 	}
-	var best *rule
 	for _, l := range labels {
 		rs := t.byThen[l]
 		for i := range rs {
@@ -200,6 +223,11 @@ func (t *Tracker) Check(key string, labels []string) Decision {
 			}
 		}
 	}
+	return best
+}
+
+// decide is the Decision of rule best; nil is allowed.
+func (t *Tracker) decide(best *rule) Decision {
 	if best == nil {
 		return Decision{}
 	}
@@ -278,7 +306,7 @@ func (t *Tracker) makeRoomLocked(s *shard, now time.Time) {
 }
 
 // Taints returns the labels key is tainted with, sorted; nil when none
-// (never recorded, forgotten, expired or evicted). For audit details and
+// (never recorded, expired or evicted). For audit details and
 // admin inspection.
 func (t *Tracker) Taints(key string) []string {
 	if t.shards == nil {
@@ -301,19 +329,6 @@ func (t *Tracker) Taints(key string) []string {
 		}
 	}
 	return out
-}
-
-// Forget drops key's taint, e.g. when its session ends.
-func (t *Tracker) Forget(key string) {
-	if t.shards == nil {
-		return
-	}
-	s := t.shard(key)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e := s.m[key]; e != nil {
-		s.removeLocked(e)
-	}
 }
 
 // expired reports whether e has been idle for TTL or longer at now.

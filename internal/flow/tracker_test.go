@@ -70,7 +70,6 @@ func TestDisabled(t *testing.T) {
 	if got := tr.Taints("s:a"); got != nil {
 		t.Errorf("Taints = %v, want nil", got)
 	}
-	tr.Forget("s:a")
 	if n := tr.Len(); n != 0 {
 		t.Errorf("Len = %d, want 0", n)
 	}
@@ -189,6 +188,8 @@ func TestNoTaintWithoutRecord(t *testing.T) {
 	}
 }
 
+// TestIsolation: keys are apart; a caller is tied to its principal by
+// checking all of its Keys (TestCheckKeys), not by the keys themselves.
 func TestIsolation(t *testing.T) {
 	tr := newTracker(t, flow.Config{Rules: []flow.Rule{deny("private-data", "external-sink")}})
 	tainted := []string{flow.Key("s1", "alice"), flow.Key("", "bob")}
@@ -214,23 +215,6 @@ func TestIsolation(t *testing.T) {
 		if d := tr.Check(k, httpFetch); d != allowed {
 			t.Errorf("Check(%q) = %+v, want allowed", k, d)
 		}
-	}
-}
-
-func TestForget(t *testing.T) {
-	tr := newTracker(t, flow.Config{Rules: []flow.Rule{deny("private-data", "external-sink")}})
-	tr.Record("s:a", readInbox)
-	tr.Record("s:b", readInbox)
-	tr.Forget("s:a")
-	tr.Forget("s:never")
-	if d := tr.Check("s:a", httpFetch); d != allowed {
-		t.Errorf("forgotten key: Check = %+v, want allowed", d)
-	}
-	if d := tr.Check("s:b", httpFetch); d != deniedExfil {
-		t.Errorf("other key: Check = %+v, want deny", d)
-	}
-	if n := tr.Len(); n != 1 {
-		t.Errorf("Len = %d, want 1", n)
 	}
 }
 
@@ -478,7 +462,7 @@ func TestConcurrent(t *testing.T) {
 				case 2:
 					tr.Taints(shared)
 				case 3:
-					tr.Forget(shared)
+					tr.CheckKeys([]string{own, shared}, httpFetch)
 				}
 				tr.Record(own, listFiles)
 				if d := tr.Check(own, httpFetch); d != deniedExfil {
@@ -527,5 +511,66 @@ func BenchmarkCheck(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestCheckKeys: taint recorded under a caller's Keys reaches the
+// principal's other sessions and its stateless calls, not another
+// principal's; the strictest decision over the keys wins; and the
+// principal's key expires after TTL like any other.
+func TestCheckKeys(t *testing.T) {
+	c := newClock()
+	const ttl = time.Hour
+	tr := newTracker(t, flow.Config{Rules: []flow.Rule{
+		withAction(flow.ActionRequireApproval, deny("secrets", "external-sink")),
+		deny("private-data", "external-sink"),
+	}, TTL: ttl, Now: c.Now})
+	denied := flow.Decision{Action: flow.ActionDeny, Rule: "flow-1", Label: "private-data"}
+	held := flow.Decision{Action: flow.ActionRequireApproval, Rule: "flow-0", Label: "secrets"}
+
+	for _, k := range flow.Keys("a", "alice") {
+		tr.Record(k, readInbox)
+	}
+	for _, k := range flow.Keys("", "bob") {
+		tr.Record(k, []string{"secrets"})
+	}
+	tests := []struct {
+		session, principal string
+		want               flow.Decision
+	}{
+		{"a", "alice", denied},
+		{"b", "alice", denied}, // a new session
+		{"", "alice", denied},  // the stateless transport
+		{"b", "bob", held},     // bob's stateless taint in a session
+		{"c", "carol", allowed},
+		{"", "carol", allowed},
+		{"", "alicex", allowed},
+	}
+	for _, tt := range tests {
+		if d := tr.CheckKeys(flow.Keys(tt.session, tt.principal), httpFetch); d != tt.want {
+			t.Errorf("CheckKeys(%q, %q) = %+v, want %+v", tt.session, tt.principal, d, tt.want)
+		}
+	}
+	// Strictest over keys: the session holds "secrets", the principal
+	// "private-data"; deny wins whichever key carries it.
+	tr.Record("s:d", []string{"secrets"})
+	if d := tr.CheckKeys([]string{"s:d", "p:alice"}, httpFetch); d != denied {
+		t.Errorf("CheckKeys(s:d, p:alice) = %+v, want %+v", d, denied)
+	}
+	if d := tr.CheckKeys([]string{"p:alice", "s:d"}, httpFetch); d != denied {
+		t.Errorf("CheckKeys(p:alice, s:d) = %+v, want %+v", d, denied)
+	}
+	if d := tr.CheckKeys(flow.Keys("a", "alice"), listFiles); d != allowed {
+		t.Errorf("CheckKeys on a tool no rule guards = %+v, want allowed", d)
+	}
+	// TTL: the principal's key is refreshed by each Record and expires
+	// like a session's.
+	c.Advance(ttl - time.Second)
+	if d := tr.CheckKeys(flow.Keys("", "alice"), httpFetch); d != denied {
+		t.Errorf("before TTL: CheckKeys = %+v, want %+v", d, denied)
+	}
+	c.Advance(time.Second)
+	if d := tr.CheckKeys(flow.Keys("z", "alice"), httpFetch); d != allowed {
+		t.Errorf("after TTL: CheckKeys = %+v, want allowed", d)
 	}
 }

@@ -8,24 +8,25 @@ import (
 	"github.com/portcullis/portcullis/internal/reason"
 )
 
-// flowKey is the key flow rules track c under: its MCP session, or its
-// principal where the protocol is stateless.
-func flowKey(c *call) string {
+// flowKeys are the keys flow rules track c under: its MCP session, if any,
+// and its principal, so taint follows the principal into its other
+// sessions and its stateless calls (flow.Keys).
+func flowKeys(c *call) []string {
 	name := ""
 	if c.req.Principal != nil {
 		name = c.req.Principal.Name
 	}
-	return flow.Key(c.req.Session, name)
+	return flow.Keys(c.req.Session, name)
 }
 
-// flow applies the information-flow rules (seed 004): a session that has
-// reached a tool with a rule's after-label may not reach a tool with its
-// then-label, or only with a human's approval.
+// flow applies the information-flow rules (seed 004): a session, or a
+// principal, that has reached a tool with a rule's after-label may not
+// reach a tool with its then-label, or only with a human's approval.
 func (g *Gateway) flow(_ context.Context, c *call) *refusal {
 	if g.deps.Flows == nil || !g.deps.Flows.Enabled() {
 		return nil
 	}
-	d := g.deps.Flows.Check(flowKey(c), c.entry.def.Labels)
+	d := g.deps.Flows.CheckKeys(flowKeys(c), c.entry.def.Labels)
 	switch d.Action {
 	case flow.ActionDeny:
 		g.denials.add(c.req.Principal)
@@ -44,5 +45,7 @@ func (g *Gateway) recordFlow(c *call) {
 	if g.deps.Flows == nil || !g.deps.Flows.Enabled() || c.result == nil || c.result.IsError {
 		return
 	}
-	g.deps.Flows.Record(flowKey(c), c.entry.def.Labels)
+	for _, k := range flowKeys(c) {
+		g.deps.Flows.Record(k, c.entry.def.Labels)
+	}
 }

@@ -38,7 +38,9 @@ func labelled(t *testing.T, name string, labels []string, fail bool) tool.Tool {
 
 // TestFlowRuleDeniesSecondCall: once a session has read private data, a
 // call to an external sink in the same session is refused (flow.deny),
-// another session is unaffected, and a failed read taints nothing.
+// another principal's session is unaffected, and a failed read taints
+// nothing. TestFlowTaintFollowsPrincipal covers the principal's other
+// sessions.
 func TestFlowRuleDeniesSecondCall(t *testing.T) {
 	rec := &recorder{}
 	e := newEnv(t, allow("*"), rec, withFlows(t, flow.Rule{Name: "no-exfil",
@@ -68,8 +70,10 @@ func TestFlowRuleDeniesSecondCall(t *testing.T) {
 	if !res.IsError || res.Code != reason.PermissionDenied || strings.Contains(res.Text, "no-exfil") {
 		t.Fatalf("sink after private read: %+v; want generic PERMISSION_DENIED", res)
 	}
-	if res := in("s2", "send_mail"); res.IsError {
-		t.Fatalf("another session was tainted: %+v", res)
+	other := req("send_mail", `{"path":"x"}`)
+	other.Session, other.Principal = "s2", &principal.Principal{UserID: 2, Name: "bob", Roles: []string{"developer"}, Method: principal.MethodAPIKey}
+	if res := call(t, e, other); res.IsError {
+		t.Fatalf("another principal's session was tainted: %+v", res)
 	}
 	var denied []audit.Event
 	for _, ev := range rec.all() {

@@ -73,7 +73,8 @@ type Deps struct {
 	Guard Guard
 	// Approvals holds calls for a human's approval; nil: none is held.
 	Approvals Approvals
-	// Flows applies information-flow rules per session; nil: none.
+	// Flows applies information-flow rules to the taint a principal gathers
+	// (in every session and statelessly); nil: none.
 	Flows *flow.Tracker
 }
 
