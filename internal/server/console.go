@@ -171,7 +171,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 // session it only expires the cookie.
 func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(SessionCookie); err == nil {
-		if sess, cause := s.sessions.get(c.Value); cause == "" {
+		if sess, cause := s.sessions.lookup(c.Value); cause == "" {
 			if !csrfOK(r, sess.csrf) {
 				s.csrfFailure(w, r, sess.principal)
 				return
@@ -191,11 +191,12 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 
 // authenticateSession authenticates a request by its console session
 // cookie: a live session, its CSRF token in CSRFHeader (403 otherwise),
-// then the session's credential exactly as a bearer credential (lockout,
+// which alone marks the session used (restarts its idle timeout), then
+// the session's credential exactly as a bearer credential (lockout,
 // the authenticator, quarantine). A credential that no longer
 // authenticates ends the session.
 func (s *Server) authenticateSession(w http.ResponseWriter, r *http.Request, id string, next http.Handler) {
-	sess, cause := s.sessions.get(id)
+	sess, cause := s.sessions.lookup(id)
 	if cause != "" {
 		// Not counted towards lockout and no violation: ended sessions
 		// are routine, and 256-bit ids are not guessed.
@@ -205,6 +206,12 @@ func (s *Server) authenticateSession(w http.ResponseWriter, r *http.Request, id 
 	}
 	if !csrfOK(r, sess.csrf) {
 		s.csrfFailure(w, r, sess.principal)
+		return
+	}
+	if !s.sessions.touch(id) {
+		// Ended or expired since the lookup, a moment ago.
+		http.SetCookie(w, sessionCookie(""))
+		s.authFailure(w, r, &authn.Failure{Cause: CauseSessionExpired}, true)
 		return
 	}
 	p, err := s.verify(r, sess.credential, "")

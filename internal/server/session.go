@@ -108,10 +108,12 @@ func (st *sessionStore) create(credential, principal string) (string, consoleSes
 	return id, *s
 }
 
-// get returns a copy of the live session id and marks it used; else cause
-// says why there is none (CauseSessionUnknown or CauseSessionExpired; an
-// expired session is removed).
-func (st *sessionStore) get(id string) (consoleSession, string) {
+// lookup returns a copy of the live session id, without marking it used
+// (a request that fails the CSRF check must not keep a session alive:
+// touch it only once the check passed); else cause says why there is
+// none (CauseSessionUnknown or CauseSessionExpired; an expired session is
+// removed).
+func (st *sessionStore) lookup(id string) (consoleSession, string) {
 	if len(id) != tokenLen {
 		return consoleSession{}, CauseSessionUnknown
 	}
@@ -127,8 +129,22 @@ func (st *sessionStore) get(id string) (consoleSession, string) {
 		delete(st.m, k)
 		return consoleSession{}, CauseSessionExpired
 	}
-	s.lastSeen = now
 	return *s, ""
+}
+
+// touch marks the live session id used now, restarting its idle timeout
+// (not its absolute lifetime), and reports whether it was live: a session
+// that ended or expired since its lookup is not revived.
+func (st *sessionStore) touch(id string) bool {
+	now := st.now()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	s, ok := st.m[sessionKey(id)]
+	if !ok || st.expired(s, now) {
+		return false
+	}
+	s.lastSeen = now
+	return true
 }
 
 // delete ends session id, if it exists.

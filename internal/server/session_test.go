@@ -417,6 +417,48 @@ func TestSessionExpiry(t *testing.T) {
 	}
 }
 
+// TestSessionCSRFFailureNoTouch: requests refused for a missing or wrong
+// CSRF token (admin API and sign-out alike) do not mark the session used,
+// so a cross-site page firing them cannot keep an abandoned session alive
+// past its idle timeout; a request with the token does.
+func TestSessionCSRFFailureNoTouch(t *testing.T) {
+	clock := newClock()
+	s := newStack(t, stackOptions{console: true, deps: func(d *server.Deps) { d.Now = clock.Now }})
+	id, csrf := s.signIn(t, s.keys["root"])
+	forged := []struct{ method, path, csrf string }{
+		{"GET", "/admin/v1/users", ""},
+		{"GET", "/admin/v1/users", strings.Repeat("A", 43)},
+		{"DELETE", "/ui/session", ""},
+		{"DELETE", "/ui/session", strings.Repeat("A", 43)},
+	}
+	step := server.DefaultConsoleIdleTimeout / time.Duration(len(forged)+1)
+	for _, f := range forged {
+		clock.Advance(step)
+		if resp, body := s.request(t, f.method, f.path, "", sess(id, f.csrf)); resp.StatusCode != 403 {
+			t.Fatalf("%s %s with CSRF %q: %d %s, want 403", f.method, f.path, f.csrf, resp.StatusCode, body)
+		}
+	}
+	// Idle timeout since sign-in: the forged requests did not count as use.
+	clock.Advance(server.DefaultConsoleIdleTimeout - step*time.Duration(len(forged)))
+	if resp, body := s.request(t, "GET", "/admin/v1/users", "", sess(id, csrf)); resp.StatusCode != 401 {
+		t.Fatalf("session idle since sign-in, CSRF failures only: %d %s, want 401", resp.StatusCode, body)
+	}
+	if evs := s.authFailures(server.CauseSessionExpired); len(evs) != 1 {
+		t.Errorf("idle expiry not audited: %v", evs)
+	}
+
+	// Control: a request with the token restarts the idle timeout.
+	id, csrf = s.signIn(t, s.keys["root"])
+	clock.Advance(server.DefaultConsoleIdleTimeout - time.Minute)
+	if resp, body := s.request(t, "GET", "/admin/v1/users", "", sess(id, csrf)); resp.StatusCode != 200 {
+		t.Fatalf("session used within the idle timeout: %d %s", resp.StatusCode, body)
+	}
+	clock.Advance(server.DefaultConsoleIdleTimeout - time.Minute)
+	if resp, body := s.request(t, "GET", "/admin/v1/users", "", sess(id, csrf)); resp.StatusCode != 200 {
+		t.Fatalf("session used within the idle timeout of its last use: %d %s", resp.StatusCode, body)
+	}
+}
+
 // TestSignOut: sign-out needs the CSRF token, ends the session and
 // expires the cookie.
 func TestSignOut(t *testing.T) {
