@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
-	"slices"
 
 	"github.com/portcullis/portcullis/internal/plugins"
 	"github.com/portcullis/portcullis/internal/plugins/pin"
@@ -104,6 +103,8 @@ func pluginError(err error, server, tool string) error {
 		return notFound("no pinned tool %s/%s", server, tool)
 	case errors.Is(err, pin.ErrStale):
 		return conflict("definition changed since inspected; inspect again")
+	case errors.Is(err, pin.ErrMalformed):
+		return conflict("the pending definition of %s/%s is malformed and cannot be accepted", server, tool)
 	case errors.Is(err, pin.ErrInvalid):
 		return conflict("nothing pending to accept")
 	}
@@ -181,14 +182,6 @@ func (a *API) acceptPluginTool(w http.ResponseWriter, r *http.Request, p *princi
 		return badRequest("hash must be sha256: and 64 lowercase hex digits, or empty")
 	}
 	rec, err := a.d.Plugins.Accept(r.Context(), server, tool, req.Hash, p.Name)
-	if errors.Is(err, pin.ErrInvalid) && !errors.Is(err, pin.ErrStale) {
-		// Nothing pending, or a pending definition that cannot be
-		// accepted: say which.
-		if cur, gerr := a.d.Plugins.Pin(r.Context(), server, tool); gerr == nil && cur.Status == pin.Pending &&
-			slices.ContainsFunc(cur.PendingFindings, func(f pin.Finding) bool { return f.Rule == pin.RuleMalformed }) {
-			return conflict("the pending definition of %s/%s is malformed and cannot be accepted", server, tool)
-		}
-	}
 	if err != nil {
 		return pluginError(err, server, tool)
 	}

@@ -69,7 +69,7 @@ func (f *fakePlugins) Accept(ctx context.Context, server, tool, hash, by string)
 	if err := f.known(server); err != nil {
 		return pin.Record{}, err
 	}
-	return f.pins.Accept(ctx, server, tool, hash, by)
+	return f.pins.Accept(ctx, server, tool, hash, by, nil)
 }
 
 func (f *fakePlugins) calls() []acceptCall {
@@ -350,7 +350,7 @@ func TestPluginsAcceptRefused(t *testing.T) {
 	}{
 		{"stale hash", "notes/tools/search", `{"hash":"` + stale + `"}`, 409, "definition changed since inspected; inspect again", true},
 		{"nothing pending", "notes/tools/read", `{}`, 409, "nothing pending to accept", true},
-		{"malformed", "notes/tools/broken", `{}`, 409, "malformed", true},
+		{"malformed", "notes/tools/broken", `{}`, 409, "the pending definition of notes/broken is malformed and cannot be accepted", true},
 		{"unknown server", "nosuch/tools/search", `{}`, 404, "no upstream server nosuch", true},
 		{"unknown tool", "notes/tools/nosuch", `{}`, 404, "no pinned tool notes/nosuch", true},
 		{"hash upper case", "notes/tools/search", `{"hash":"sha256:` + strings.Repeat("A", 64) + `"}`, 400, "hash", false},

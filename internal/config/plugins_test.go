@@ -33,6 +33,20 @@ func TestServersValidation(t *testing.T) {
 		{"wildcard at strict", func(s *config.ServerConfig) { s.Network.Allow = []string{"*.example.com:443"} }, "network.allow[0]"},
 		{"no port", func(s *config.ServerConfig) { s.Network.Allow = []string{"api.example.com"} }, "network.allow[0]"},
 		{"network at maximum", func(s *config.ServerConfig) { s.SecurityLevel = "maximum" }, "servers[0].network.allow"},
+		// Accepted by a host:port check alone, refused by the egress
+		// proxy's parser (egress.ParseRule), which serve runs.
+		{"wildcard over a TLD", func(s *config.ServerConfig) {
+			s.SecurityLevel, s.Network.Allow = "standard", []string{"*.com:443"}
+		}, "network.allow[0]"},
+		{"inner wildcard", func(s *config.ServerConfig) {
+			s.SecurityLevel, s.Network.Allow = "standard", []string{"a*b.example.com:443"}
+		}, "network.allow[0]"},
+		{"hex IPv4", func(s *config.ServerConfig) { s.Network.Allow = []string{"api.example.com:443", "0x7f.1:80"} }, "network.allow[1]"},
+		{"short IPv4", func(s *config.ServerConfig) { s.Network.Allow = []string{"127.1:80"} }, "network.allow[0]"},
+		{"integer IPv4", func(s *config.ServerConfig) { s.Network.Allow = []string{"2130706433:80"} }, "network.allow[0]"},
+		{"port with a leading zero", func(s *config.ServerConfig) { s.Network.Allow = []string{"host:080"} }, "network.allow[0]"},
+		{"zoned IPv6", func(s *config.ServerConfig) { s.Network.Allow = []string{"[fe80::1%eth0]:443"} }, "network.allow[0]"},
+		{"unspecified address", func(s *config.ServerConfig) { s.Network.Allow = []string{"0.0.0.0:80"} }, "network.allow[0]"},
 		{"writable at maximum", func(s *config.ServerConfig) {
 			s.SecurityLevel, s.Network.Allow, s.Mounts[0].ReadOnly = "maximum", nil, &no
 		}, "read_only"},
@@ -75,6 +89,26 @@ func TestServersValidation(t *testing.T) {
 	cfg.Servers = append(cfg.Servers, good())
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "used twice") {
 		t.Fatalf("duplicate server names: %v", err)
+	}
+}
+
+// TestServersNetworkAllowAccepted: the patterns the egress proxy accepts
+// pass validation at the levels that allow them.
+func TestServersNetworkAllowAccepted(t *testing.T) {
+	for _, tc := range []struct {
+		level string
+		allow []string
+	}{
+		{"strict", []string{"api.example.com:443", "API.Example.com.:8443", "192.0.2.1:80", "[2001:db8::1]:443"}},
+		{"standard", []string{"*.example.com:443", "api.example.com:443"}},
+		{"minimal", []string{"*.example.co.uk:443"}},
+	} {
+		cfg := config.Default()
+		cfg.Servers = []config.ServerConfig{{Name: "notes", Command: []string{"node", "/opt/notes/index.js"},
+			SecurityLevel: tc.level, Network: config.ServerNetwork{Allow: tc.allow}}}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s %v: %v", tc.level, tc.allow, err)
+		}
 	}
 }
 

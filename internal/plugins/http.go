@@ -121,6 +121,10 @@ func (s *server) connectHTTP(ctx context.Context) (*conn, error) {
 	}
 	if s.cfg.Auth.PerUser {
 		c.sessionFor = func(ctx context.Context, user string) (*mcp.ClientSession, error) {
+			if user == "" { // anonymous: no credential of its own, and no secret read
+				return nil, tool.Errorf(reason.PermissionDenied, errNoCredential,
+					"no credential for upstream server %s is stored for you", s.cfg.Name)
+			}
 			v, _ := users.LoadOrStore(user, &userSession{})
 			us := v.(*userSession)
 			us.mu.Lock()
@@ -132,7 +136,7 @@ func (s *server) connectHTTP(ctx context.Context) (*conn, error) {
 			if err != nil {
 				return nil, tool.Errorf(reason.Unavailable, err, "upstream server %s is not available", s.cfg.Name)
 			}
-			if !ok || user == "" {
+			if !ok {
 				return nil, tool.Errorf(reason.PermissionDenied, errNoCredential,
 					"no credential for upstream server %s is stored for you", s.cfg.Name)
 			}

@@ -51,7 +51,7 @@ func httpFixture(t *testing.T, bearer string) (url, authLog string) {
 	return "http://" + addr + "/mcp", authLog
 }
 
-func startHTTP(t *testing.T, sc config.ServerConfig, sec fakeSecrets) (*plugins.Manager, *registry) {
+func startHTTP(t *testing.T, sc config.ServerConfig, sec plugins.Secrets) (*plugins.Manager, *registry) {
 	t.Helper()
 	reg := &registry{}
 	pins, _ := pin.New(pintest.NewMemory(), nil)
@@ -151,6 +151,48 @@ func TestHTTPUpstreamPerUser(t *testing.T) {
 	}
 	if _, err := callAs(t, echo, "", `{"text":"x"}`); err == nil {
 		t.Fatal("a call without a principal used the shared credential")
+	}
+}
+
+// countingSecrets counts the reads of each user's secrets.
+type countingSecrets struct {
+	fakeSecrets
+	mu    sync.Mutex
+	reads map[string]int // user → reads
+}
+
+func (c *countingSecrets) Get(ctx context.Context, name, user string) ([]byte, error) {
+	c.mu.Lock()
+	c.reads[user]++
+	c.mu.Unlock()
+	return c.fakeSecrets.Get(ctx, name, user)
+}
+
+func (c *countingSecrets) count(user string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads[user]
+}
+
+// TestHTTPUpstreamPerUserAnonymous: with auth.per_user a call without a
+// principal is refused before any secret is read (not even the shared
+// one, which only the gateway's own session uses).
+func TestHTTPUpstreamPerUserAnonymous(t *testing.T) {
+	tok := rand.Text()
+	url, _ := httpFixture(t, tok)
+	sec := &countingSecrets{fakeSecrets: fakeSecrets{"remote_token/": tok}, reads: map[string]int{}}
+	_, reg := startHTTP(t, config.ServerConfig{URL: url, Auth: config.ServerAuth{BearerSecret: "remote_token", PerUser: true}}, sec)
+	echo := reg.get("fx", "fx__echo")
+	if echo == nil {
+		t.Fatalf("echo not offered: %v", reg.names("fx"))
+	}
+	shared := sec.count("")
+	_, err := callAs(t, echo, "", `{"text":"x"}`)
+	if te, ok := tool.AsError(err); !ok || te.Code != reason.PermissionDenied {
+		t.Fatalf("anonymous call: %v; want PERMISSION_DENIED", err)
+	}
+	if n := sec.count(""); n != shared {
+		t.Errorf("an anonymous call read the shared secret (%d reads, %d before)", n, shared)
 	}
 }
 

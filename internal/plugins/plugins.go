@@ -156,6 +156,9 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 			return nil, fmt.Errorf("plugins: server %s: set command or url", sc.Name)
 		}
 		srv := newServer(m, sc, level)
+		// config.Validate runs the same parser with the same wildcard
+		// permission; this refuses a Config that bypassed it at New,
+		// not at the first connect (where egress.New parses again).
 		if pc, ok := srv.proxyConfig(); ok {
 			for _, a := range pc.Allow {
 				if _, err := egress.ParseRule(a, pc.Wildcards); err != nil {
@@ -266,33 +269,34 @@ func (m *Manager) Pin(ctx context.Context, server, toolName string) (pin.Record,
 
 // Accept makes the pending definition of server's tool the pinned one
 // (hash must equal the pending fingerprint; "" accepts whatever is
-// pending), audits plugin.tool.accept first (an unwritable audit log
-// refuses the acceptance) and re-offers the server's tools.
+// pending) and re-offers the server's tools. plugin.tool.accept is
+// audited by the Pinner once every check has passed and before the pin is
+// written: a refused acceptance (nothing pending, a stale hash,
+// pin.ErrMalformed) leaves no record, and an unwritable audit log refuses
+// the acceptance (fail closed). A pin write that fails after that record
+// is audited again with StatusError, so the log does not claim an
+// acceptance that did not happen.
 func (m *Manager) Accept(ctx context.Context, server, toolName, hash, by string) (pin.Record, error) {
 	s, ok := m.servers[server]
 	if !ok {
 		return pin.Record{}, fmt.Errorf("%w: %q", ErrUnknownServer, server)
 	}
-	cur, err := m.deps.Pins.Get(ctx, server, toolName)
+	audited := false
+	rec, err := m.deps.Pins.Accept(ctx, server, toolName, hash, by, func(r pin.Record) error {
+		if err := m.deps.Audit.Emit(context.WithoutCancel(ctx), &audit.Event{Type: audit.PluginToolAccept,
+			Principal: by, Server: server, Tool: qualified(server, toolName), Status: audit.StatusOK,
+			Decision: audit.DecisionAllow, Detail: "accepting " + r.Hash}); err != nil {
+			return fmt.Errorf("plugins: audit of the acceptance failed; nothing accepted: %w", err)
+		}
+		audited = true
+		return nil
+	})
 	if err != nil {
-		return cur, err
-	}
-	if cur.Status != pin.Pending {
-		return cur, fmt.Errorf("%w: nothing pending for %s/%s", pin.ErrInvalid, server, toolName)
-	}
-	if hash == "" {
-		hash = cur.PendingHash
-	} else if hash != cur.PendingHash {
-		return cur, fmt.Errorf("%w: %w", pin.ErrInvalid, pin.ErrStale)
-	}
-	// Audited before it takes effect: no record, no acceptance (fail closed).
-	if err := m.deps.Audit.Emit(context.WithoutCancel(ctx), &audit.Event{Type: audit.PluginToolAccept, Principal: by,
-		Server: server, Tool: qualified(server, toolName), Status: audit.StatusOK, Decision: audit.DecisionAllow,
-		Detail: "accepting " + hash}); err != nil {
-		return pin.Record{}, fmt.Errorf("plugins: audit of the acceptance failed; nothing accepted: %w", err)
-	}
-	rec, err := m.deps.Pins.Accept(ctx, server, toolName, hash, by)
-	if err != nil {
+		if audited {
+			m.emit(ctx, &audit.Event{Type: audit.PluginToolAccept, Principal: by, Server: server,
+				Tool: qualified(server, toolName), Status: audit.StatusError, Decision: audit.DecisionDeny,
+				Detail: "acceptance not stored; nothing accepted"})
+		}
 		return rec, err
 	}
 	s.resync()

@@ -25,13 +25,16 @@ import (
 )
 
 // Errors. Backends wrap ErrNotFound and ErrInvalid with %w; Accept wraps
-// ErrStale in ErrInvalid ("%w: %w").
+// ErrStale and ErrMalformed in ErrInvalid ("%w: %w").
 var (
 	ErrNotFound = errors.New("pin: not found")
 	ErrInvalid  = errors.New("pin: invalid")
 	// ErrStale means the definition awaiting acceptance is not the one the
 	// admin inspected: the server changed it again in between.
 	ErrStale = errors.New("pin: definition changed since inspected")
+	// ErrMalformed means the definition awaiting acceptance is malformed
+	// (RuleMalformed: it could not be scanned), so it cannot be accepted.
+	ErrMalformed = errors.New("pin: malformed definition")
 )
 
 // Definition is what an upstream server declared for one tool (MCP
@@ -288,9 +291,17 @@ func (p *Pinner) put(ctx context.Context, r Record) error {
 // admin by, and returns the new record. hash must be the PendingHash the
 // admin inspected ("" accepts whatever is pending); another one is ErrStale
 // wrapped in ErrInvalid, so nobody accepts a definition they did not see.
-// Nothing pending, an empty by, or a malformed definition (RuleMalformed:
-// it could not be scanned) is ErrInvalid; an unknown pin, ErrNotFound.
-func (p *Pinner) Accept(ctx context.Context, server, tool, hash, by string) (Record, error) {
+// Nothing pending or an empty by is ErrInvalid; a malformed definition
+// (RuleMalformed: it could not be scanned) is ErrMalformed wrapped in
+// ErrInvalid; an unknown pin, ErrNotFound.
+//
+// audit, if not nil, is called with the record about to be stored, under
+// the Pinner's lock, after every check and before the write: so it sees
+// only an acceptance that passed them, and if it returns an error nothing
+// is accepted (fail closed) and Accept returns that error. A backend write
+// that fails after audit succeeded is returned as is; the caller may record
+// that failure too.
+func (p *Pinner) Accept(ctx context.Context, server, tool, hash, by string, audit func(Record) error) (Record, error) {
 	if server == "" || tool == "" || by == "" {
 		return Record{}, fmt.Errorf("%w: accept needs a server, a tool and who accepts", ErrInvalid)
 	}
@@ -306,12 +317,17 @@ func (p *Pinner) Accept(ctx context.Context, server, tool, hash, by string) (Rec
 	case hash != "" && hash != rec.PendingHash:
 		return Record{}, fmt.Errorf("%w: %w: %s/%s is now %s", ErrInvalid, ErrStale, server, tool, rec.PendingHash)
 	case hasRule(rec.PendingFindings, RuleMalformed):
-		return Record{}, fmt.Errorf("%w: %s/%s is malformed and cannot be accepted", ErrInvalid, server, tool)
+		return Record{}, fmt.Errorf("%w: %w: %s/%s cannot be accepted", ErrInvalid, ErrMalformed, server, tool)
 	}
 	now := p.now().UTC()
 	rec.Status, rec.Hash, rec.Definition, rec.Findings = Accepted, rec.PendingHash, rec.PendingDefinition, rec.PendingFindings
 	rec.PendingHash, rec.PendingDefinition, rec.PendingFindings = "", nil, nil
 	rec.AcceptedBy, rec.AcceptedAt, rec.UpdatedAt = by, now, now
+	if audit != nil {
+		if err := audit(rec); err != nil {
+			return Record{}, err
+		}
+	}
 	if err := p.put(ctx, rec); err != nil {
 		return Record{}, err
 	}

@@ -3,6 +3,7 @@ package pin_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -149,7 +150,7 @@ func TestRugPull(t *testing.T) {
 	done()
 
 	// The admin inspected an earlier pending definition: refused.
-	_, err := p.Accept(ctx, "fs", "read_file", first.Hash, "alice")
+	_, err := p.Accept(ctx, "fs", "read_file", first.Hash, "alice", nil)
 	if !errors.Is(err, pin.ErrInvalid) || !errors.Is(err, pin.ErrStale) {
 		t.Errorf("Accept(stale hash) = %v, want ErrInvalid and ErrStale", err)
 	}
@@ -157,7 +158,7 @@ func TestRugPull(t *testing.T) {
 		t.Errorf("a refused accept changed the pin: %+v", r)
 	}
 
-	acc, err := p.Accept(ctx, "fs", "read_file", v.Hash, "alice")
+	acc, err := p.Accept(ctx, "fs", "read_file", v.Hash, "alice", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,10 +174,10 @@ func TestRugPull(t *testing.T) {
 	expect(t, observe1(t, p, "fs", base()), pin.ChangeChanged, false)
 
 	// Nothing pending once accepted.
-	if _, err := p.Accept(ctx, "fs", "read_file", "", "alice"); err != nil {
+	if _, err := p.Accept(ctx, "fs", "read_file", "", "alice", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Accept(ctx, "fs", "read_file", "", "alice"); !errors.Is(err, pin.ErrInvalid) {
+	if _, err := p.Accept(ctx, "fs", "read_file", "", "alice", nil); !errors.Is(err, pin.ErrInvalid) {
 		t.Errorf("Accept with nothing pending = %v, want ErrInvalid", err)
 	}
 }
@@ -203,7 +204,7 @@ func TestFlaggedFirstSight(t *testing.T) {
 
 	// An admin accepts it knowingly (hash "" = what is pending): offered,
 	// its findings kept with the pin.
-	acc, err := p.Accept(t.Context(), "fs", "read_file", "", "bob")
+	acc, err := p.Accept(t.Context(), "fs", "read_file", "", "bob", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +239,7 @@ func TestChangedAgainWhilePending(t *testing.T) {
 		t.Errorf("record %+v", r)
 	}
 	// Accepting what was inspected before the second change is refused.
-	if _, err := p.Accept(t.Context(), "fs", "read_file", pin.Fingerprint(pulled()), "alice"); !errors.Is(err, pin.ErrStale) {
+	if _, err := p.Accept(t.Context(), "fs", "read_file", pin.Fingerprint(pulled()), "alice", nil); !errors.Is(err, pin.ErrStale) {
 		t.Errorf("Accept = %v, want ErrStale", err)
 	}
 }
@@ -280,7 +281,7 @@ func TestNewFindingsOnAcceptedDefinition(t *testing.T) {
 		t.Errorf("record %+v", r)
 	}
 	expect(t, observe1(t, p, "fs", d), pin.ChangeStillPending, false)
-	if _, err := p.Accept(ctx, "fs", d.Name, fp, "carol"); err != nil {
+	if _, err := p.Accept(ctx, "fs", d.Name, fp, "carol", nil); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, observe1(t, p, "fs", d), pin.ChangeUnchanged, true)
@@ -427,7 +428,7 @@ func TestObserveBackendErrors(t *testing.T) {
 		p, mem := newPinner(t)
 		observe1(t, p, "s", poisoned())
 		mem.FailPut = func(pin.Record) error { return boom }
-		if _, err := p.Accept(t.Context(), "s", "read_file", "", "alice"); !errors.Is(err, boom) {
+		if _, err := p.Accept(t.Context(), "s", "read_file", "", "alice", nil); !errors.Is(err, boom) {
 			t.Errorf("Accept = %v, want the backend error", err)
 		}
 		mem.FailPut = nil
@@ -452,14 +453,60 @@ func TestAcceptRejects(t *testing.T) {
 		{"nobody", "s", "read_file", "", pin.ErrInvalid},
 		{"unknown tool", "s", "nope", "alice", pin.ErrNotFound},
 		{"unknown server", "t", "read_file", "alice", pin.ErrNotFound},
+		{"malformed", "s", "m", "alice", pin.ErrMalformed},
 		{"malformed", "s", "m", "alice", pin.ErrInvalid},
+		{"stale", "s", "read_file", "alice", pin.ErrStale},
 	} {
-		if _, err := p.Accept(ctx, tt.server, tt.tool, "", tt.by); !errors.Is(err, tt.want) {
+		hash := ""
+		if tt.name == "stale" {
+			hash = "sha256:" + strings.Repeat("0", 64)
+		}
+		audited := false
+		if _, err := p.Accept(ctx, tt.server, tt.tool, hash, tt.by, func(pin.Record) error {
+			audited = true
+			return nil
+		}); !errors.Is(err, tt.want) {
 			t.Errorf("%s: Accept = %v, want %v", tt.name, err, tt.want)
+		}
+		if audited {
+			t.Errorf("%s: a refused acceptance was audited", tt.name)
 		}
 	}
 	if r := get(t, p, "s", "read_file"); r.Status != pin.Pending {
 		t.Errorf("record changed: %+v", r)
+	}
+	if _, err := p.Accept(ctx, "s", "read_file", "", "alice", nil); errors.Is(err, pin.ErrMalformed) {
+		t.Errorf("a well-formed definition is ErrMalformed: %v", err)
+	}
+}
+
+// TestAcceptAudit: the audit callback sees the record about to be stored,
+// before it is stored; if it fails, nothing is accepted.
+func TestAcceptAudit(t *testing.T) {
+	p, mem := newPinner(t)
+	ctx := t.Context()
+	v := observe1(t, p, "s", poisoned())
+	boom := errors.New("audit log full")
+	_, err := p.Accept(ctx, "s", "read_file", "", "alice", func(pin.Record) error { return boom })
+	if !errors.Is(err, boom) {
+		t.Fatalf("Accept with a failing audit = %v, want its error", err)
+	}
+	if r := get(t, p, "s", "read_file"); r.Status != pin.Pending || r.AcceptedBy != "" {
+		t.Fatalf("accepted although the audit failed: %+v", r)
+	}
+	var calls int
+	acc, err := p.Accept(ctx, "s", "read_file", v.Hash, "alice", func(r pin.Record) error {
+		calls++
+		if r.Status != pin.Accepted || r.Hash != v.Hash || r.AcceptedBy != "alice" {
+			t.Errorf("audited record %+v", r)
+		}
+		if stored, err := mem.GetPin(ctx, "s", "read_file"); err != nil || stored.Status != pin.Pending {
+			t.Errorf("stored before the audit: %+v, %v", stored, err)
+		}
+		return nil
+	})
+	if err != nil || calls != 1 || acc.Status != pin.Accepted {
+		t.Fatalf("Accept = %+v, %v; %d audit calls", acc, err, calls)
 	}
 }
 
