@@ -227,7 +227,9 @@ type ViolationQuery struct {
 	Principal string
 	Type      string
 	Since     time.Time
-	Limit     int // default 100, at most 10000
+	// MinSeverity keeps violations of this severity or worse (0: all).
+	MinSeverity Severity
+	Limit       int // default 100, at most 10000
 }
 
 // Quarantine kinds.

@@ -232,6 +232,11 @@ func (e *Engine) Record(ctx context.Context, v store.Violation) {
 	if v.Time.IsZero() {
 		v.Time = e.d.Now().UTC()
 	}
+	if e.d.Shared && v.Severity >= e.minSev {
+		// Before the record can reach the store: an Import running now
+		// must not count it a second time.
+		e.markSeen(v)
+	}
 	e.closeMu.RLock()
 	if e.closed {
 		e.dropped.Add(1)
@@ -245,9 +250,6 @@ func (e *Engine) Record(ctx context.Context, v store.Violation) {
 		}
 	}
 	e.closeMu.RUnlock()
-	if e.d.Shared {
-		e.markSeen(v)
-	}
 	e.rules(ctx, v)
 	e.countForQuarantine(ctx, v)
 }
@@ -295,9 +297,21 @@ func (e *Engine) Import(ctx context.Context) error {
 	e.importMu.Lock()
 	defer e.importMu.Unlock()
 	start := e.d.Now().UTC()
-	vs, err := e.d.Store.ListViolations(ctx, store.ViolationQuery{Since: e.since.Add(-importLag), Limit: 10000})
+	defer e.forgetSeen(start) // also after a failed read: the set stays bounded
+	// Only what can count (unauthenticated MEDIUM auth failures cannot
+	// crowd the counted ones out of the page), and never from before the
+	// longest window: an older violation could not count any more.
+	since := e.since.Add(-importLag)
+	if floor := start.Add(-e.maxWindow()); since.Before(floor) {
+		since = floor
+	}
+	vs, err := e.d.Store.ListViolations(ctx, store.ViolationQuery{Since: since, MinSeverity: e.minSev, Limit: importPage})
 	if err != nil {
 		return fmt.Errorf("violation: import: %w", err)
+	}
+	if len(vs) == importPage {
+		e.d.Logger.Warn("violation import: more violations than one page; the oldest of them were not counted across replicas",
+			"page", importPage, "since", since)
 	}
 	slices.Reverse(vs) // oldest first, as they happened
 	for _, v := range vs {
@@ -306,8 +320,16 @@ func (e *Engine) Import(ctx context.Context) error {
 		}
 	}
 	e.since = start
-	e.forgetSeen(start)
 	return nil
+}
+
+// importPage is how many violations one Import reads at most.
+const importPage = 10000
+
+// maxWindow is the longest quarantine window.
+func (e *Engine) maxWindow() time.Duration {
+	q := e.cfg.Quarantine
+	return max(q.Principal.Window, q.Session.Window, q.PluginWindow)
 }
 
 // markSeen records v as counted here and reports whether it already was.
@@ -321,16 +343,34 @@ func (e *Engine) markSeen(v store.Violation) bool {
 	return false
 }
 
-// forgetSeen drops ids too old for any Import to read again.
+// forgetSeen drops ids too old for any Import to read again: older than
+// the longest window and than the import's look-back. Past maxSeen the
+// oldest go first (a flood of counted violations cannot grow the set
+// without bound; one forgotten too early could be counted twice, which
+// errs toward quarantine).
 func (e *Engine) forgetSeen(now time.Time) {
 	e.seenMu.Lock()
 	defer e.seenMu.Unlock()
+	keep := max(e.maxWindow(), 2*importLag)
 	for id, t := range e.seen {
-		if now.Sub(t) > 2*importLag {
+		if now.Sub(t) > keep {
 			delete(e.seen, id)
 		}
 	}
+	for len(e.seen) > maxSeen {
+		var oldest string
+		var ot time.Time
+		for id, t := range e.seen {
+			if oldest == "" || t.Before(ot) {
+				oldest, ot = id, t
+			}
+		}
+		delete(e.seen, oldest)
+	}
 }
+
+// maxSeen bounds the ids remembered for Import.
+const maxSeen = 100_000
 
 func (e *Engine) reason(r config.CountRule, v store.Violation) string {
 	return fmt.Sprintf("%d violations of severity %s or worse within %s (last: %s on %s)", r.Count, e.minSev, r.Window,
@@ -585,13 +625,16 @@ type window struct {
 	fired bool
 }
 
-// add records t and reports whether count events lie within d of t.
+// add records t and reports whether the newest count events lie within d
+// of each other. Times may arrive out of order (violations imported from
+// other replicas): they are kept sorted.
 func (w *window) add(t time.Time, count int, d time.Duration) bool {
-	w.times = append(w.times, t)
+	i, _ := slices.BinarySearchFunc(w.times, t, time.Time.Compare)
+	w.times = slices.Insert(w.times, i, t)
 	if len(w.times) > count {
 		w.times = w.times[len(w.times)-count:]
 	}
-	return len(w.times) >= count && t.Sub(w.times[0]) < d
+	return len(w.times) >= count && w.times[len(w.times)-1].Sub(w.times[0]) < d
 }
 
 // addDistinct records a call of tool at t and forgets tools not seen within d.

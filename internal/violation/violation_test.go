@@ -961,3 +961,48 @@ func TestImportCountsOtherReplicas(t *testing.T) {
 		t.Error("an engine without Shared counted another process's violations")
 	}
 }
+
+// TestImportOutOfOrderNoFalseQuarantine: a violation imported from another
+// replica is older than the ones counted here. Ten HIGH violations spread
+// over exactly the 10-minute window (one imported at t, nine local at
+// t+10m) must not quarantine: the window compares the newest with the
+// oldest, whatever order they arrived in.
+func TestImportOutOfOrderNoFalseQuarantine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shared.db")
+	shared := func(d *violation.Deps) { d.Store, d.Shared = openStore(t, path), true }
+	a := newFixture(t, quietRules(), shared)
+	b := newFixture(t, quietRules(), shared)
+	t0 := a.clk.Now()
+	b.eng.Record(t.Context(), store.Violation{Principal: "dan", Tool: "read_file", Type: violation.PathEscape,
+		Severity: store.SeverityHigh, Time: t0})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		vs, err := a.st.ListViolations(t.Context(), store.ViolationQuery{Principal: "dan"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vs) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b's violation was not stored")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.clk.Advance(10 * time.Minute)
+	for range 9 {
+		a.eng.Record(t.Context(), store.Violation{Principal: "dan", Tool: "read_file", Type: violation.PathEscape,
+			Severity: store.SeverityHigh, Time: t0.Add(10 * time.Minute)})
+	}
+	if err := a.eng.Import(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if a.principalQuarantined("dan") {
+		t.Fatal("quarantined for 10 violations spread over exactly the window: the imported older one was taken as the newest")
+	}
+	a.eng.Record(t.Context(), store.Violation{Principal: "dan", Tool: "read_file", Type: violation.PathEscape,
+		Severity: store.SeverityHigh, Time: t0.Add(10 * time.Minute)})
+	if !a.principalQuarantined("dan") {
+		t.Fatal("ten local violations at one moment did not quarantine")
+	}
+}

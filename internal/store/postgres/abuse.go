@@ -56,6 +56,9 @@ func (db *DB) ListViolations(ctx context.Context, q store.ViolationQuery) ([]sto
 	if q.Principal != "" {
 		add("principal = $%d", q.Principal)
 	}
+	if q.MinSeverity > 0 {
+		add("severity >= $%d", int(q.MinSeverity))
+	}
 	if q.Type != "" {
 		add("type = $%d", q.Type)
 	}

@@ -47,6 +47,9 @@ func (db *DB) ListViolations(ctx context.Context, q store.ViolationQuery) ([]sto
 	if q.Principal != "" {
 		where, args = append(where, "principal = ?"), append(args, q.Principal)
 	}
+	if q.MinSeverity > 0 {
+		where, args = append(where, "severity >= ?"), append(args, int(q.MinSeverity))
+	}
 	if q.Type != "" {
 		where, args = append(where, "type = ?"), append(args, q.Type)
 	}

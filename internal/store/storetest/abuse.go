@@ -53,7 +53,9 @@ var violationCases = []testCase{
 		principals := []string{"alice", "bob", "%"}
 		types := []string{"policy_denial", "auth_failure"}
 		for i := range 12 {
-			all = append(all, violation(fmt.Sprintf("vio_%02d", i), principals[i%3], types[i%2], at(time.Duration(i)*time.Minute)))
+			v := violation(fmt.Sprintf("vio_%02d", i), principals[i%3], types[i%2], at(time.Duration(i)*time.Minute))
+			v.Severity = store.Severity(i%4 + 1) // LOW, MEDIUM, HIGH, CRITICAL in turn
+			all = append(all, v)
 		}
 		must(t, b.RecordViolations(ctx, all))
 		newest := func(keep func(v store.Violation) bool, limit int) []string {
@@ -84,6 +86,10 @@ var violationCases = []testCase{
 			{"since after the newest", store.ViolationQuery{Since: at(time.Hour)}, nil},
 			{"limit keeps the newest", store.ViolationQuery{Limit: 2}, []string{"vio_11", "vio_10"}},
 			{"principal and type", store.ViolationQuery{Principal: "bob", Type: "policy_denial"}, []string{"vio_10", "vio_04"}},
+			{"min severity", store.ViolationQuery{MinSeverity: store.SeverityHigh},
+				newest(func(v store.Violation) bool { return v.Severity >= store.SeverityHigh }, 100)},
+			{"min severity critical and principal", store.ViolationQuery{MinSeverity: store.SeverityCritical, Principal: "alice"},
+				newest(func(v store.Violation) bool { return v.Severity == store.SeverityCritical && v.Principal == "alice" }, 100)},
 			{"all filters", store.ViolationQuery{Principal: "alice", Type: "policy_denial", Since: at(3 * time.Minute), Limit: 1}, []string{"vio_06"}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
