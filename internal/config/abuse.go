@@ -266,7 +266,7 @@ func (c *Config) validateAbuse(bad func(key, format string, args ...any)) {
 		u, err := url.Parse(w.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 			bad(key+".url", "must be an http or https URL without credentials")
-		} else if c.Mode == ModeProduction && u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		} else if c.Mode == ModeProduction && u.Scheme == "http" && !IsLoopbackHost(u.Hostname()) {
 			bad(key+".url", "production mode sends alerts only over https")
 		}
 		switch w.Format {
@@ -295,7 +295,7 @@ func (c *Config) validateAbuse(bad func(key, format string, args ...any)) {
 		}
 		if host, _, err := net.SplitHostPort(s.Addr); err != nil {
 			bad("alerts.smtp.addr", "must be host:port")
-		} else if !s.StartTLS && !isLoopbackHost(host) {
+		} else if !s.StartTLS && !IsLoopbackHost(host) {
 			bad("alerts.smtp.starttls", "required for a non-loopback SMTP server (credentials and alerts would travel in clear)")
 		}
 	}

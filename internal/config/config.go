@@ -600,7 +600,7 @@ func (c *Config) validateAccess(bad func(key, format string, args ...any)) {
 		bad("tls.cert_file", "tls.cert_file and tls.key_file go together")
 	}
 	if c.Mode == ModeProduction && c.TLS.CertFile == "" && !c.TLS.AllowPlaintextNonLoopback {
-		if host, _, err := net.SplitHostPort(c.Listen); err == nil && !isLoopbackHost(host) {
+		if host, _, err := net.SplitHostPort(c.Listen); err == nil && !IsLoopbackHost(host) {
 			bad("listen", "production mode refuses a non-loopback address (%s) without TLS: set tls.cert_file and tls.key_file (or tls.allow_plaintext_non_loopback behind a TLS proxy)", c.Listen)
 		}
 	}
@@ -618,9 +618,10 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
-// isLoopbackHost reports whether a listen host is loopback ("" and
-// "0.0.0.0" listen everywhere and are not).
-func isLoopbackHost(host string) bool {
+// IsLoopbackHost reports whether a listen or URL host is loopback:
+// "localhost" or a loopback address ("" and "0.0.0.0" listen everywhere
+// and are not). The doctor applies the same rule.
+func IsLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
@@ -655,7 +656,7 @@ func (c *Config) validateSinks(bad func(key, format string, args ...any)) {
 				bad(key+".url", "must be an http or https URL, got %q", sk.URL)
 			} else if u.User != nil {
 				bad(key+".url", "must not carry credentials; use token_file")
-			} else if u.Scheme == "http" && c.Mode == ModeProduction && !isLoopbackHost(u.Hostname()) {
+			} else if u.Scheme == "http" && c.Mode == ModeProduction && !IsLoopbackHost(u.Hostname()) {
 				bad(key+".url", "production mode ships audit records only over https to a non-loopback collector")
 			}
 			switch sk.Format {

@@ -286,7 +286,7 @@ func validateHTTPServer(key string, s *ServerConfig, bad func(key, format string
 	case err != nil || u.Host == "" || u.User != nil || u.Fragment != "":
 		bad(key+".url", "must be an absolute http(s) URL without user info or fragment")
 	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
+	case u.Scheme == "http" && IsLoopbackHost(u.Hostname()):
 	default:
 		bad(key+".url", "must be https (http only to a loopback host), got scheme %q", u.Scheme)
 	}

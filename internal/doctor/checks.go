@@ -39,20 +39,10 @@ func (l *linter) mode() {
 	}
 }
 
-// loopbackHost reports whether a listen or URL host is loopback ("" and
-// "0.0.0.0" listen everywhere and are not). It is config's rule.
-func loopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.IsLoopback()
-}
-
 func (l *linter) transport() {
 	c := l.cfg
 	host, _, err := net.SplitHostPort(c.Listen)
-	if err != nil || loopbackHost(host) {
+	if err != nil || config.IsLoopbackHost(host) {
 		return
 	}
 	where := host

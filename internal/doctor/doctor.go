@@ -231,7 +231,7 @@ var catalogue = []Check{
 	{"audit-no-sink", Info, "production without an audit sink (SIEM)"},
 	{"data-dir-permissions", Critical, "the data directory is not a directory, or is accessible to group or others (info while it holds no database or key)"},
 	{"data-dir-exposed", Critical, "the data directory overlaps the workspace, a sandbox read-only path or a server mount"},
-	{"key-file-permissions", Critical, "a key file is accessible to others (critical) or to its group (warning)"},
+	{"key-file-permissions", Critical, "a key file is accessible to others, or to its group where the gateway refuses that (critical); a group-readable TLS key (warning)"},
 	{"key-file-type", Warning, "a key file is a symbolic link or not a regular file"},
 	{"key-file-missing", Warning, "a configured key, certificate or secret file does not exist"},
 	{"workspace-world-writable", Warning, "the workspace is writable by every local user"},

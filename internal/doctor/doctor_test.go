@@ -297,8 +297,11 @@ func lintCases() []lintCase {
 
 		{"world-readable server secret", func(t *testing.T, e env, _ *config.Config) { writeFile(t, e.data, "server.secret", 0o644) },
 			"key-file-permissions", doctor.Critical, "data_dir", false},
-		{"group-readable secrets key", func(t *testing.T, e env, _ *config.Config) { writeFile(t, e.data, "secrets.key", 0o640) },
-			"key-file-permissions", doctor.Warning, "data_dir", false},
+		{"group-readable secrets key (the gateway refuses it)", func(t *testing.T, e env, _ *config.Config) { writeFile(t, e.data, "secrets.key", 0o640) },
+			"key-file-permissions", doctor.Critical, "data_dir", false},
+		{"group-readable TLS key", func(t *testing.T, e env, c *config.Config) {
+			c.TLS.CertFile, c.TLS.KeyFile = writeFile(t, e.root, "cert.pem", 0o644), writeFile(t, e.root, "key.pem", 0o640)
+		}, "key-file-permissions", doctor.Warning, "tls.key_file", false},
 		{"private data-dir keys", func(t *testing.T, e env, _ *config.Config) {
 			for _, n := range []string{"server.secret", "audit.key", "secrets.key", "audit-chain.key", "audit-signing.key"} {
 				writeFile(t, e.data, n, 0o600)

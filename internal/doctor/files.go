@@ -157,6 +157,11 @@ func (l *linter) keyFile(k keyFile) {
 	case perm&0o007 != 0:
 		l.add("key-file-permissions", Critical, k.key, fix,
 			"%s has mode %04o: every local user can read or replace the key", k.path, perm)
+	case perm&0o070 != 0 && !k.follow:
+		// Read with datadir.ReadPrivate, which refuses any group or other
+		// permission: the gateway would not start.
+		l.add("key-file-permissions", Critical, k.key, fix,
+			"%s has mode %04o: its group can read the key, and the gateway refuses to use it", k.path, perm)
 	case perm&0o070 != 0:
 		l.add("key-file-permissions", Warning, k.key, fix,
 			"%s has mode %04o: its group can read the key", k.path, perm)

@@ -48,5 +48,5 @@ func (l *linter) storage() {
 // localDatabase reports whether a PostgreSQL host is a unix socket
 // directory or a loopback address.
 func localDatabase(host string) bool {
-	return strings.HasPrefix(host, "/") || loopbackHost(host)
+	return strings.HasPrefix(host, "/") || config.IsLoopbackHost(host)
 }
