@@ -35,6 +35,20 @@ var (
 	_ Storage = (*postgres.DB)(nil)
 )
 
+// openPostgresReadOnly opens the configured PostgreSQL store for an
+// offline reader: no migrations, read-only transactions.
+func openPostgresReadOnly(ctx context.Context, cfg *config.Config, log *slog.Logger) (*postgres.DB, error) {
+	dsn, err := cfg.Storage.PostgresDSN()
+	if err != nil {
+		return nil, err
+	}
+	db, err := postgres.Open(ctx, dsn, postgres.Options{Logger: log, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("storage.driver postgres: %w", err)
+	}
+	return db, nil
+}
+
 // OpenStorage opens the backend storage.driver selects: SQLite in the data
 // dir (created if missing) or PostgreSQL at the configured DSN (migrated,
 // with a bounded connect timeout; an unreachable server fails the start).

@@ -62,6 +62,11 @@ type Options struct {
 	// Open's first connection as a whole (default 10s; a connect_timeout
 	// parameter in the DSN wins).
 	ConnectTimeout time.Duration
+	// ReadOnly opens for offline readers (audit verify) while gateways
+	// serve: no migrations are applied (a newer binary must not change
+	// the schema under older replicas), and every transaction is
+	// read-only (default_transaction_read_only), so writes fail.
+	ReadOnly bool
 }
 
 // DefaultConnectTimeout is Options.ConnectTimeout when unset.
@@ -108,6 +113,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "portcullis"
 	}
+	if opts.ReadOnly {
+		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	}
 	cfg.AfterConnect = enforceDurability
 	password := cfg.ConnConfig.Password
 	where := fmt.Sprintf("%s (database %q, user %q)", hostPort(cfg.ConnConfig), cfg.ConnConfig.Database, cfg.ConnConfig.User)
@@ -123,9 +131,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		pool.Close()
 		return nil, redact(fmt.Errorf("postgres: connect to %s within %s: %w", where, cfg.ConnConfig.ConnectTimeout, err), password, dsn)
 	}
-	if err := migrate(ctx, pool, opts.Logger); err != nil {
-		pool.Close()
-		return nil, redact(err, password, dsn)
+	if !opts.ReadOnly {
+		if err := migrate(ctx, pool, opts.Logger); err != nil {
+			pool.Close()
+			return nil, redact(err, password, dsn)
+		}
 	}
 	return &DB{pool: pool, now: opts.Now}, nil
 }

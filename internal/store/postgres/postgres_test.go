@@ -241,6 +241,44 @@ func TestReopenIsIdempotent(t *testing.T) {
 	}
 }
 
+// TestOpenReadOnly: an offline reader (audit verify) reads a live store but
+// can write nothing, and applies no migrations: on a database nobody has
+// migrated it creates no table (it fails on the missing schema instead).
+func TestOpenReadOnly(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	rw := open(t, dsn, nil)
+	if err := rw.AppendAudit(t.Context(), audittest.Chain(), []*audit.Event{{ID: "evt_1", Time: time.Now(), Type: audit.ServerStart}}); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := postgres.Open(t.Context(), dsn, postgres.Options{Logger: testLogger(), ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if es, err := ro.QueryAudit(t.Context(), audit.Query{}); err != nil || len(es) != 1 {
+		t.Fatalf("read-only QueryAudit = %d records, %v; want 1", len(es), err)
+	}
+	if err := ro.AppendAudit(t.Context(), audittest.Chain(), []*audit.Event{{ID: "evt_2", Time: time.Now(), Type: audit.ServerStart}}); err == nil {
+		t.Error("a read-only handle appended an audit record")
+	}
+	if err := ro.CreateRole(t.Context(), "sneaky", ""); err == nil {
+		t.Error("a read-only handle created a role")
+	}
+	if es, _ := rw.QueryAudit(t.Context(), audit.Query{}); len(es) != 1 {
+		t.Errorf("the store holds %d records after the refused writes, want 1", len(es))
+	}
+
+	fresh := pgtest.NewDatabase(t)
+	ro2, err := postgres.Open(t.Context(), fresh, postgres.Options{Logger: testLogger(), ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro2.Close()
+	if _, err := ro2.QueryAudit(t.Context(), audit.Query{}); err == nil {
+		t.Error("a read-only open of an unmigrated database found an audit table: it migrated")
+	}
+}
+
 // TestDurabilityEnforced: a DSN (or server default) turning
 // synchronous_commit off is overridden; stronger settings are kept.
 func TestDurabilityEnforced(t *testing.T) {
