@@ -199,12 +199,18 @@ func drive(ctx context.Context, c *clients, w workload, total int, maxTime time.
 		wg.Go(func() {
 			slot := pacer(start, ci, len(c.sessions), rate)
 			for i := next.Add(1); i <= int64(total) && ctx.Err() == nil && time.Now().Before(deadline); i = next.Add(1) {
-				slot()
+				due := slot()
 				d, err := callOnce(ctx, cs, w, ci, i)
 				if err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, &err)
 					continue
+				}
+				if !due.IsZero() {
+					// From the scheduled slot, not the actual send: a call
+					// that had to wait for the previous one counts its wait
+					// (no coordinated omission).
+					d = time.Since(due)
 				}
 				per[ci] = append(per[ci], d)
 			}
@@ -226,17 +232,21 @@ func drive(ctx context.Context, c *clients, w workload, total int, maxTime time.
 	return lat, nf, nil
 }
 
-// pacer returns a function that sleeps until client's next slot: every
-// clients/rate seconds, offset by client/rate. With rate 0 it returns at once.
-func pacer(start time.Time, client, clients int, rate float64) func() {
+// pacer returns a function that sleeps until client's next slot (every
+// clients/rate seconds, offset by client/rate) and returns that slot's
+// time, the moment the call was due. With rate 0 it returns the zero time
+// at once (closed loop: latency is measured from the send).
+func pacer(start time.Time, client, clients int, rate float64) func() time.Time {
 	if rate <= 0 {
-		return func() {}
+		return func() time.Time { return time.Time{} }
 	}
 	interval := time.Duration(float64(clients) / rate * float64(time.Second))
 	next := start.Add(time.Duration(float64(client) / rate * float64(time.Second)))
-	return func() {
-		time.Sleep(time.Until(next))
+	return func() time.Time {
+		due := next
+		time.Sleep(time.Until(due))
 		next = next.Add(interval)
+		return due
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/metrics"
 )
 
 // Internals are the gateway's own figures for one measured level, from
@@ -61,10 +63,6 @@ func scrape(ctx context.Context, url string) (metricsSnapshot, error) {
 	return snap, sc.Err()
 }
 
-// commitBuckets are the upper bounds (seconds) of
-// portcullis_audit_commit_seconds, as internal/metrics registers them.
-var commitBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
-
 // internals computes the figures of the interval between two scrapes.
 func internals(before, after metricsSnapshot) *Internals {
 	d := func(series string) float64 { return after[series] - before[series] }
@@ -75,7 +73,7 @@ func internals(before, after metricsSnapshot) *Internals {
 	in := &Internals{AuditCommits: int(commits),
 		RecordsPerCommit: round(d("portcullis_audit_records_total")/commits, 2),
 		CommitMeanUS:     round(d("portcullis_audit_commit_seconds_sum")/commits*1e6, 1)}
-	for _, le := range commitBuckets {
+	for _, le := range metrics.CommitBuckets {
 		if d(`portcullis_audit_commit_seconds_bucket{le="`+strconv.FormatFloat(le, 'g', -1, 64)+`"}`) >= 0.99*commits {
 			in.CommitP99LeUS = le * 1e6
 			break

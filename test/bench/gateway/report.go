@@ -109,7 +109,8 @@ func gatewaySection(m *md, res *Result) {
 	m.p("concurrency limited (limits raised so they never throttle), and audited durably (`tool.call.start` committed")
 	m.p("before the call, `tool.call.end` after; SQLite WAL, synchronous=FULL). Each call has distinct arguments.")
 	m.p("CPU columns are CPU time per call: server = the fixture, or the gateway with its sandbox init and the plugin;")
-	m.p("client = the load generator, which runs on the same cores.\n")
+	m.p("client = the load generator, which runs on the same cores. Paced latencies run from each call's scheduled")
+	m.p("slot, so a call that had to wait for a slow predecessor counts the wait (no coordinated omission).\n")
 	m.header("clients", "protocol", "load", "path", "calls", "calls/s", "p50", "p90", "p99", "server CPU/call", "client CPU/call")
 	for _, r := range g.Rows {
 		for _, side := range []struct {
