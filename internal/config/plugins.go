@@ -2,14 +2,15 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/portcullis/portcullis/internal/plugins/egress"
 	"github.com/portcullis/portcullis/internal/secrets"
 )
 
@@ -163,18 +164,18 @@ func (c *Config) validateServers(bad func(key, format string, args ...any)) {
 		default:
 			validateHTTPServer(key, s, bad)
 		}
-		// The egress proxy's own parser, with the wildcard permission the
-		// plugin manager gives it (internal/plugins: proxyConfig), so what
-		// passes here is what serve accepts.
-		wildcards := level == "standard" || level == "minimal"
 		for j, p := range s.Network.Allow {
 			k := fmt.Sprintf("%s.network.allow[%d]", key, j)
-			if _, err := egress.ParseRule(p, wildcards); err != nil {
-				if !wildcards && strings.Contains(p, "*") {
-					bad(k, "wildcard %q needs security level standard or minimal (this server is %s)", p, level)
-					continue
-				}
-				bad(k, "%v", err)
+			host, port, err := net.SplitHostPort(p)
+			if err != nil || host == "" {
+				bad(k, "must be host:port, got %q", p)
+				continue
+			}
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				bad(k, "port must be 1-65535, got %q", port)
+			}
+			if strings.Contains(host, "*") && (level == "maximum" || level == "strict") {
+				bad(k, "wildcard %q needs security level standard or minimal (this server is %s)", p, level)
 			}
 		}
 		if level == "maximum" && len(s.Network.Allow) > 0 {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/portcullis/portcullis/internal/config"
+	"github.com/portcullis/portcullis/internal/plugins/egress"
 )
 
 // linter accumulates the findings of one Lint.
@@ -177,6 +178,17 @@ func (l *linter) tools() {
 func (l *linter) plugins() {
 	for i, s := range l.cfg.Servers {
 		key := fmt.Sprintf("servers[%d]", i)
+		// The egress proxy's own parser, with the wildcard permission the
+		// plugin manager gives it: config only checks host:port syntax (it
+		// must not import the proxy), serve refuses what this refuses.
+		wildcards := s.SecurityLevel == "standard" || s.SecurityLevel == "minimal"
+		for j, a := range s.Network.Allow {
+			if _, err := egress.ParseRule(a, wildcards); err != nil {
+				l.add("plugin-allow-invalid", Critical, fmt.Sprintf("%s.network.allow[%d]", key, j),
+					"write host:port with a DNS name or a canonical IP literal (wildcards *.domain only at standard or minimal)",
+					"server %q: the egress proxy refuses %q, so the gateway will not start: %v", s.Name, a, err)
+			}
+		}
 		if s.SecurityLevel == "minimal" {
 			l.add("plugin-level-minimal", Warning, key+".security_level",
 				"use standard or stricter, with network.allow listing the hosts the server needs",

@@ -203,6 +203,7 @@ func Checks() []Check { return slices.Clone(catalogue) }
 var catalogue = []Check{
 	{"mode-development", Info, "mode is development: lenient defaults, sandbox failures only disable tools"},
 	{"listen-no-tls", Critical, "listen is a non-loopback address and TLS is off"},
+	{"plugin-allow-invalid", Critical, "a servers[].network.allow entry the egress proxy refuses (the gateway will not start)"},
 	{"storage-dsn-unusable", Critical, "storage.driver postgres with a connection string that cannot be read or parsed"},
 	{"storage-dsn-no-tls", Critical, "PostgreSQL on another host without sslmode require/verify-ca/verify-full (warning in development)"},
 	{"listen-plaintext-allowed", Warning, "plain HTTP on a non-loopback address behind a declared TLS proxy"},

@@ -223,6 +223,42 @@ func lintCases() []lintCase {
 			c.Servers = []config.ServerConfig{{Name: "web", Command: []string{"/usr/bin/web-mcp"}, SecurityLevel: "standard",
 				Network: config.ServerNetwork{Allow: []string{"api.example.com:443", "*.example.com:443"}}}}
 		}, "plugin-network-wildcard", doctor.Warning, "servers[0].network.allow[1]", false},
+		{"plugin allow wildcard over a TLD", func(_ *testing.T, _ env, c *config.Config) {
+			c.Servers = []config.ServerConfig{{Name: "web", Command: []string{"/usr/bin/web-mcp"}, SecurityLevel: "standard",
+				Network: config.ServerNetwork{Allow: []string{"api.example.com:443", "*.com:443"}}}}
+		}, "plugin-allow-invalid", doctor.Critical, "servers[0].network.allow[1]", false},
+		{"plugin allow inner wildcard", func(_ *testing.T, _ env, c *config.Config) {
+			c.Servers = []config.ServerConfig{{Name: "web", Command: []string{"/usr/bin/web-mcp"}, SecurityLevel: "standard",
+				Network: config.ServerNetwork{Allow: []string{"api.example.com:443", "a*b.example.com:443"}}}}
+		}, "plugin-allow-invalid", doctor.Critical, "servers[0].network.allow[1]", false},
+		{"plugin allow hex IPv4", func(_ *testing.T, _ env, c *config.Config) {
+			c.Servers = []config.ServerConfig{{Name: "web", Command: []string{"/usr/bin/web-mcp"}, SecurityLevel: "strict",
+				Network: config.ServerNetwork{Allow: []string{"api.example.com:443", "0x7f.1:80"}}}}
+		}, "plugin-allow-invalid", doctor.Critical, "servers[0].network.allow[1]", false},
+		{"plugin allow short IPv4", func(_ *testing.T, _ env, c *config.Config) {
+			c.Servers = []config.ServerConfig{{Name: "web", Command: []string{"/usr/bin/web-mcp"}, SecurityLevel: "strict",
+				Network: config.ServerNetwork{Allow: []string{"api.example.com:443", "127.1:80"}}}}
+		}, "plugin-allow-invalid", doctor.Critical, "servers[0].network.allow[1]", false},
+		{"plugin allow integer IPv4", func(_ *testing.T, _ env, c *config.Config) {
+			c.Servers = []config.ServerConfig{{Name: "web", Command: []string{"/usr/bin/web-mcp"}, SecurityLevel: "strict",
+				Network: config.ServerNetwork{Allow: []string{"api.example.com:443", "2130706433:80"}}}}
+		}, "plugin-allow-invalid", doctor.Critical, "servers[0].network.allow[1]", false},
+		{"plugin allow port with a leading zero", func(_ *testing.T, _ env, c *config.Config) {
+			c.Servers = []config.ServerConfig{{Name: "web", Command: []string{"/usr/bin/web-mcp"}, SecurityLevel: "strict",
+				Network: config.ServerNetwork{Allow: []string{"api.example.com:443", "host:080"}}}}
+		}, "plugin-allow-invalid", doctor.Critical, "servers[0].network.allow[1]", false},
+		{"plugin allow zoned IPv6", func(_ *testing.T, _ env, c *config.Config) {
+			c.Servers = []config.ServerConfig{{Name: "web", Command: []string{"/usr/bin/web-mcp"}, SecurityLevel: "strict",
+				Network: config.ServerNetwork{Allow: []string{"api.example.com:443", "[fe80::1%eth0]:443"}}}}
+		}, "plugin-allow-invalid", doctor.Critical, "servers[0].network.allow[1]", false},
+		{"plugin allow unspecified address", func(_ *testing.T, _ env, c *config.Config) {
+			c.Servers = []config.ServerConfig{{Name: "web", Command: []string{"/usr/bin/web-mcp"}, SecurityLevel: "strict",
+				Network: config.ServerNetwork{Allow: []string{"api.example.com:443", "0.0.0.0:80"}}}}
+		}, "plugin-allow-invalid", doctor.Critical, "servers[0].network.allow[1]", false},
+		{"plugin allow valid patterns", func(_ *testing.T, _ env, c *config.Config) {
+			c.Servers = []config.ServerConfig{{Name: "web", Command: []string{"/usr/bin/web-mcp"}, SecurityLevel: "standard",
+				Network: config.ServerNetwork{Allow: []string{"api.example.com:443", "*.example.com:443", "192.0.2.1:80", "[2001:db8::1]:443"}}}}
+		}, "plugin-allow-invalid", 0, "", true},
 		{"plugin exact hosts", func(_ *testing.T, _ env, c *config.Config) {
 			c.Servers = []config.ServerConfig{{Name: "web", Command: []string{"/usr/bin/web-mcp"}, SecurityLevel: "strict",
 				Network: config.ServerNetwork{Allow: []string{"api.example.com:443"}}}}
