@@ -164,8 +164,9 @@ func TestPluginThroughGateway(t *testing.T) {
 		t.Fatalf("direct dial from the sandbox: %q", text(res))
 	}
 
-	// Flow rule: after private data, the external sink is refused in this
-	// session, and only in this one.
+	// Flow rule: after private data, the external sink is refused to this
+	// principal, in this session and in a new one (taint follows the
+	// principal), and not to another principal.
 	if res := call(t, cs, "fx__read_file", map[string]any{"path": "/data/inbox.txt"}); res.IsError || text(res) != "private mail" {
 		t.Fatalf("read_file: %v %q", res.IsError, text(res))
 	}
@@ -173,9 +174,13 @@ func TestPluginThroughGateway(t *testing.T) {
 	if !res.IsError || code(res) != "PERMISSION_DENIED" || strings.Contains(text(res), "no-exfiltration") {
 		t.Fatalf("external sink after private data: %v %q %q; want a generic PERMISSION_DENIED", res.IsError, code(res), text(res))
 	}
-	other2 := g.connect(g.adminKey, "2025-11-25")
+	sameAgain := g.connect(g.adminKey, "2025-11-25")
+	if res := call(t, sameAgain, "fx__http_get", map[string]any{"url": "http://" + allowed + "/"}); !res.IsError || code(res) != "PERMISSION_DENIED" {
+		t.Fatalf("a new session of the tainted principal reached the sink: %v %q", res.IsError, text(res))
+	}
+	other2 := g.connect(g.createKey("flowpeer", "admin"), "2025-11-25")
 	if res := call(t, other2, "fx__http_get", map[string]any{"url": "http://" + allowed + "/"}); res.IsError {
-		t.Fatalf("another session was tainted: %q", text(res))
+		t.Fatalf("another principal was tainted: %q", text(res))
 	}
 
 	// The poisoned tool: listed as pending with its findings, accepted
