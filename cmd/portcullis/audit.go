@@ -38,6 +38,7 @@ func (f auditFilters) register(cmd *cobra.Command, paging bool) {
 		{"type", "type", "event type, e.g. tool.call.end (docs/audit-events.md)"},
 		{"session", "session", "MCP session id"},
 		{"request-id", "request_id", "request id (X-Request-Id)"},
+		{"chain", "chain", "audit chain id: the replica that wrote the record (PostgreSQL)"},
 		{"since", "since", "RFC 3339 time, or a duration meaning that long ago (24h)"},
 		{"until", "until", "RFC 3339 time, or a duration meaning that long ago"},
 	}
@@ -298,9 +299,12 @@ func newAuditVerifyCmd(g *globalFlags) *cobra.Command {
 		Short: "Verify the audit hash chain offline; exit 1 and name the first bad record if broken",
 		Long: `Verify reads the database in --data-dir read-only (safe while the server
 runs), runs SQLite's integrity check, and walks every audit record in
-order, checking its HMAC, its link to the record before it, the sequence
-numbers and every signed checkpoint. It detects altered, deleted, inserted
-and reordered records; truncation of the newest records shows against a
+order, checking its HMAC, its link to the record before it on its chain,
+the sequence numbers and every signed checkpoint. With storage.driver
+postgres it reads the shared database and verifies every replica's chain
+together (each replica seals into its own chain, named by its replica id;
+sequence numbers are global). It detects altered, deleted, inserted,
+reordered and moved records; truncation of the newest records shows against a
 checkpoint exported earlier (--checkpoint, repeatable; the data dir's
 audit-checkpoint.json is always used when present).
 
@@ -369,6 +373,20 @@ func printVerify(w io.Writer, rep audit.VerifyReport) {
 	}
 	if rep.HeadHash != "" {
 		fmt.Fprintf(w, "head hash: %s\n", rep.HeadHash)
+	}
+	if len(rep.Chains) > 1 || len(rep.Chains) == 1 && rep.Chains[0].Chain != "" {
+		fmt.Fprintf(w, "%d chains (one per replica):\n", len(rep.Chains))
+		for _, c := range rep.Chains {
+			name := c.Chain
+			if name == "" {
+				name = `""`
+			}
+			from := "genesis"
+			if c.Continued {
+				from = "pruned records"
+			}
+			fmt.Fprintf(w, "  %-24s %d records, seq %d..%d, from %s, head %s\n", name, c.Records, c.FirstSeq, c.LastSeq, from, c.HeadHash)
+		}
 	}
 }
 

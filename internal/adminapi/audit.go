@@ -96,7 +96,8 @@ func (a *API) checkpoint(w http.ResponseWriter, r *http.Request, _ *principal.Pr
 }
 
 // parseAuditQuery reads filters: user, role, tool, server, type, status,
-// decision, session, request_id, since/until (RFC 3339 or a duration
+// decision, session, request_id, chain (a replica's audit chain id),
+// since/until (RFC 3339 or a duration
 // meaning "that long ago"), before/after (sequence numbers, for paging),
 // order (desc, the default, or asc) and limit.
 func parseAuditQuery(v url.Values, now time.Time) (audit.Query, error) {
@@ -110,6 +111,10 @@ func parseAuditQuery(v url.Values, now time.Time) (audit.Query, error) {
 		Decision:  v.Get("decision"),
 		Session:   v.Get("session"),
 		RequestID: v.Get("request_id"),
+		Chain:     v.Get("chain"),
+	}
+	if !audit.ValidChainID(q.Chain) {
+		return q, badRequest("chain must be at most %d letters, digits, '.', '_' or '-'", audit.MaxChainIDLen)
 	}
 	var err error
 	if q.Since, err = parseTime(v.Get("since"), now); err != nil {

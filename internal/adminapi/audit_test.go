@@ -152,7 +152,8 @@ func TestAuditExportCSV(t *testing.T) {
 func TestAuditExportRefusals(t *testing.T) {
 	f := newFixture(t)
 	appendRaw(t, f, &audit.Event{Type: audit.ToolCallStart, Principal: "dev", Status: audit.StatusStarted})
-	for _, q := range []string{"format=xml", "format=", "limit=5", "order=desc", "since=garbage", "before=0"} {
+	for _, q := range []string{"format=xml", "format=", "limit=5", "order=desc", "since=garbage", "before=0",
+		"chain=a%2Fb", "chain=%27%20OR%201%3D1%20--", "chain=" + strings.Repeat("a", 65)} {
 		w, rid := f.do(rootP, "GET", "/admin/v1/audit/export?"+q, "")
 		if q == "format=" { // empty means the default
 			if w.Code != http.StatusOK {

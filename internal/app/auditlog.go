@@ -30,6 +30,10 @@ const ChainKeyEnv = "PORTCULLIS_AUDIT_CHAIN_KEY"
 // <data_dir>/audit-signing.key. With create, missing data-dir key files
 // are created (mode 0600); offline tools pass false and get an error
 // naming the missing file. getenv is os.Getenv in production.
+//
+// On PostgreSQL, where several replicas append to one log, the chain
+// seals into the replica's own chain (chain id = ReplicaID); a SQLite
+// store has one writer and keeps the default chain "".
 func AuditChain(cfg *config.Config, getenv func(string) string, create bool) (*audit.Chain, error) {
 	key, err := chainKey(cfg, getenv, create)
 	if err != nil {
@@ -42,7 +46,11 @@ func AuditChain(cfg *config.Config, getenv func(string) string, create bool) (*a
 	if len(seed) != ed25519.SeedSize {
 		return nil, fmt.Errorf("audit signing key: want a %d-byte Ed25519 seed, found %d bytes", ed25519.SeedSize, len(seed))
 	}
-	return audit.NewChain(key, ed25519.NewKeyFromSeed(seed))
+	chain, err := audit.NewChain(key, ed25519.NewKeyFromSeed(seed))
+	if err != nil || cfg.Storage.Driver != config.DriverPostgres {
+		return chain, err
+	}
+	return chain.WithID(ReplicaID(cfg))
 }
 
 func chainKey(cfg *config.Config, getenv func(string) string, create bool) ([]byte, error) {
@@ -153,9 +161,10 @@ func (a *App) auditMaintenance(ctx context.Context) {
 	}
 }
 
-// checkpointIfNew writes a checkpoint unless the newest record already is one.
+// checkpointIfNew writes a checkpoint unless the newest record of this
+// gateway's chain already is one.
 func (a *App) checkpointIfNew(ctx context.Context) {
-	head, err := a.Store.QueryAudit(ctx, audit.Query{Limit: 1})
+	head, err := a.Store.QueryAudit(ctx, audit.Query{Chain: a.Audit.ChainID(), Limit: 1})
 	if err != nil || len(head) == 0 || head[0].Type == audit.AuditCheckpoint {
 		return
 	}

@@ -195,3 +195,25 @@ func TestDataDirLocked(t *testing.T) {
 		t.Errorf("second Open on one data dir: %v", err)
 	}
 }
+
+// TestAuditChainIDPerReplica: on PostgreSQL each replica seals into the
+// chain named by its replica id; SQLite keeps the default chain. A host
+// name that cannot name a chain is never used as one.
+func TestAuditChainIDPerReplica(t *testing.T) {
+	a, _, _ := openApp(t, nil)
+	chain, err := app.AuditChain(a.Config, noGetenv, false)
+	if err != nil || chain.ID() != "" {
+		t.Fatalf("SQLite: chain %q, %v; want the default chain", chain.ID(), err)
+	}
+	cfg := *a.Config
+	cfg.Storage.Driver = config.DriverPostgres
+	cfg.Storage.ReplicaID = "gw-2.eu_west"
+	if chain, err := app.AuditChain(&cfg, noGetenv, false); err != nil || chain.ID() != "gw-2.eu_west" {
+		t.Errorf("PostgreSQL with replica_id: chain %q, %v; want gw-2.eu_west", chain.ID(), err)
+	}
+	cfg.Storage.ReplicaID = ""
+	chain, err = app.AuditChain(&cfg, noGetenv, false)
+	if err != nil || chain.ID() == "" || chain.ID() != app.ReplicaID(&cfg) || !audit.ValidChainID(chain.ID()) {
+		t.Errorf("PostgreSQL without replica_id: chain %q, %v; want the replica id %q", chain.ID(), err, app.ReplicaID(&cfg))
+	}
+}

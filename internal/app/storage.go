@@ -73,11 +73,16 @@ func OpenStorage(ctx context.Context, cfg *config.Config, log *slog.Logger) (Sto
 
 // ReplicaID names this gateway among replicas sharing a store:
 // storage.replica_id, else the host name, else "local".
-func (a *App) ReplicaID() string {
-	if id := a.Config.Storage.ReplicaID; id != "" {
+func (a *App) ReplicaID() string { return ReplicaID(a.Config) }
+
+// ReplicaID names the gateway configured by cfg among replicas sharing a
+// store: storage.replica_id, else the host name (when it can name an audit
+// chain: at most 64 letters, digits, '.', '_' or '-'), else "local".
+func ReplicaID(cfg *config.Config) string {
+	if id := cfg.Storage.ReplicaID; id != "" {
 		return id
 	}
-	if h, err := os.Hostname(); err == nil && h != "" {
+	if h, err := os.Hostname(); err == nil && h != "" && audit.ValidChainID(h) {
 		return h
 	}
 	return "local"

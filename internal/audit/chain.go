@@ -22,8 +22,14 @@ import (
 var GenesisHash = strings.Repeat("0", 2*sha256.Size)
 
 // canonicalVersion starts every canonical row so that a later format can
-// never be confused with this one.
-const canonicalVersion = "portcullis.audit.row.v1"
+// never be confused with this one. Rows of a named chain (Event.Chain not
+// empty) use canonicalVersionChained and seal the chain id right after it;
+// rows of the default chain "" keep the v1 form, so records written before
+// chains had names still verify.
+const (
+	canonicalVersion        = "portcullis.audit.row.v1"
+	canonicalVersionChained = "portcullis.audit.row.v2"
+)
 
 // Chain seals audit records into a tamper-evident hash chain:
 //
@@ -39,9 +45,24 @@ const canonicalVersion = "portcullis.audit.row.v1"
 // The chain key must differ from the redaction key: `portcullis audit hash`
 // computes HMACs of arbitrary values under the redaction key, which would
 // otherwise let its users forge row hashes.
+//
+// Several writers (gateway replicas on one PostgreSQL database) each keep
+// their own chain, named by the chain id (the replica id, see WithID): a
+// record links to the previous record of its own chain, while its
+// sequence number stays global, assigned in commit order across every
+// chain. Verify walks the log in that order and follows every chain.
 type Chain struct {
 	key    []byte
 	signer ed25519.PrivateKey // nil: checkpoints cannot be sealed
+	id     string             // the chain records are sealed into; "" is the default chain
+}
+
+// Head is where a chain stands before the next record: the sequence number
+// and hash of its newest sealed record, or 0 and GenesisHash when it has
+// none.
+type Head struct {
+	Seq  int64
+	Hash string
 }
 
 // NewChain returns a chain keyed with key (at least 32 bytes). signer signs
@@ -57,6 +78,37 @@ func NewChain(key []byte, signer ed25519.PrivateKey) (*Chain, error) {
 	return &Chain{key: bytes.Clone(key), signer: signer}, nil
 }
 
+// MaxChainIDLen is the longest chain id, in bytes.
+const MaxChainIDLen = 64
+
+// WithID returns a copy of c (same keys) that seals records into the chain
+// named id: 1-64 bytes of letters, digits, '.', '_' and '-', or "" for the
+// default chain. Any other id is an error.
+func (c *Chain) WithID(id string) (*Chain, error) {
+	if !ValidChainID(id) {
+		return nil, fmt.Errorf("audit: chain id %q: want at most %d letters, digits, '.', '_' or '-'", id, MaxChainIDLen)
+	}
+	cc := *c
+	cc.id = id
+	return &cc, nil
+}
+
+// ID returns the id of the chain c seals into ("" for the default chain).
+func (c *Chain) ID() string { return c.id }
+
+// ValidChainID reports whether id can name a chain (WithID).
+func ValidChainID(id string) bool {
+	if len(id) > MaxChainIDLen {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // PublicKey returns the checkpoint verification key, nil without a signer.
 func (c *Chain) PublicKey() ed25519.PublicKey {
 	if c.signer == nil {
@@ -65,26 +117,38 @@ func (c *Chain) PublicKey() ed25519.PublicKey {
 	return c.signer.Public().(ed25519.PublicKey)
 }
 
-// Seal links e to the record before it: it sets e.Seq = prevSeq+1,
-// e.PrevHash = prevHash and e.Hash. A checkpoint event (Type
-// AuditCheckpoint) first gets its Detail set to the signed Checkpoint of
-// (prevSeq, prevHash), so a checkpoint always covers the record just before
-// it. Backends call Seal inside the transaction that inserts e, after
-// reading the chain head in that same transaction.
+// Seal links e to the record before it in a log with one chain: it is
+// SealAt(e, prevSeq+1, Head{prevSeq, prevHash}).
 func (c *Chain) Seal(e *Event, prevSeq int64, prevHash string) error {
+	return c.SealAt(e, prevSeq+1, Head{Seq: prevSeq, Hash: prevHash})
+}
+
+// SealAt seals e as record seq of the log, linked to prev, the head of c's
+// chain: it sets e.Chain = c.ID(), e.Seq = seq, e.PrevHash = prev.Hash and
+// e.Hash. A checkpoint event (Type AuditCheckpoint) first gets its Detail
+// set to the signed Checkpoint of prev, so a checkpoint always covers the
+// record of its chain just before it. seq must be above prev.Seq. Backends
+// call SealAt inside the transaction that inserts e, after reading the
+// chain head and the log's newest sequence number in that same
+// transaction, under a lock that orders commits by sequence number.
+func (c *Chain) SealAt(e *Event, seq int64, prev Head) error {
+	if seq <= prev.Seq || seq < 1 {
+		return fmt.Errorf("audit: seal at seq %d after chain head %d", seq, prev.Seq)
+	}
 	if e.Type == AuditCheckpoint {
 		if c.signer == nil {
 			return errors.New("audit: checkpoint without a signing key")
 		}
-		cp := c.sign(prevSeq, prevHash, e.Time)
+		cp := c.sign(c.id, prev.Seq, prev.Hash, e.Time)
 		b, err := json.Marshal(cp)
 		if err != nil {
 			return err
 		}
 		e.Detail = string(b)
 	}
-	e.Seq = prevSeq + 1
-	e.PrevHash = prevHash
+	e.Chain = c.id
+	e.Seq = seq
+	e.PrevHash = prev.Hash
 	e.Hash = c.hash(e)
 	return nil
 }
@@ -109,8 +173,9 @@ func (c *Chain) hash(e *Event) string {
 }
 
 // Canonical returns the canonical form of e that Seal hashes: the version
-// string and then every stored field in a fixed order, each as a uvarint
-// byte length followed by the bytes. Integers are decimal; time is Unix
+// string (v2 and the chain id when e.Chain is not empty) and then every
+// stored field in a fixed order, each as a uvarint byte length followed by
+// the bytes. Integers are decimal; time is Unix
 // nanoseconds; roles are joined by ",". Length prefixes make the encoding
 // injective: no two different rows share a canonical form.
 func Canonical(e *Event) []byte {
@@ -128,7 +193,12 @@ func writeCanonical(w io.Writer, e *Event) {
 	}
 	var num [20]byte
 	integer := func(v int64) { field(string(strconv.AppendInt(num[:0], v, 10))) }
-	field(canonicalVersion)
+	if e.Chain == "" {
+		field(canonicalVersion)
+	} else {
+		field(canonicalVersionChained)
+		field(e.Chain)
+	}
 	integer(e.Seq)
 	field(e.ID)
 	integer(e.Time.UnixNano())
@@ -151,28 +221,37 @@ func writeCanonical(w io.Writer, e *Event) {
 	field(e.Detail)
 }
 
-// Checkpoint is a signed statement that the chain's record Seq has hash
-// Hash: exported with `portcullis audit checkpoint` and kept outside the
-// database, it lets `audit verify` detect truncation of newer records and
-// anchors a chain whose older records were pruned by retention.
+// Checkpoint is a signed statement that the log's record Seq, the head of
+// chain Chain, has hash Hash: exported with `portcullis audit checkpoint`
+// and kept outside the database, it lets `audit verify` detect truncation
+// of newer records and anchors a chain whose older records were pruned by
+// retention.
 type Checkpoint struct {
-	Seq  int64     `json:"seq"`
-	Hash string    `json:"hash"`
-	Time time.Time `json:"time"`
+	// Chain is the chain id ("" for the default chain, omitted).
+	Chain string    `json:"chain,omitempty"`
+	Seq   int64     `json:"seq"`
+	Hash  string    `json:"hash"`
+	Time  time.Time `json:"time"`
 	// PublicKey is the Ed25519 key (base64, 32 bytes) that signed it.
 	PublicKey string `json:"public_key"`
 	// Signature is Ed25519 (base64) over SignedMessage.
 	Signature string `json:"signature"`
 }
 
-// SignedMessage is the byte string a checkpoint's signature covers.
+// SignedMessage is the byte string a checkpoint's signature covers: v1
+// for the default chain (as before chains had names), v2 with the chain id
+// on its own line otherwise.
 func (cp *Checkpoint) SignedMessage() []byte {
+	if cp.Chain != "" {
+		return fmt.Appendf(nil, "portcullis-audit-checkpoint-v2\n%s\n%d\n%s\n%s",
+			cp.Chain, cp.Seq, cp.Hash, cp.Time.UTC().Format(time.RFC3339Nano))
+	}
 	return fmt.Appendf(nil, "portcullis-audit-checkpoint-v1\n%d\n%s\n%s",
 		cp.Seq, cp.Hash, cp.Time.UTC().Format(time.RFC3339Nano))
 }
 
-func (c *Chain) sign(seq int64, hash string, at time.Time) Checkpoint {
-	cp := Checkpoint{Seq: seq, Hash: hash, Time: at.UTC(),
+func (c *Chain) sign(chain string, seq int64, hash string, at time.Time) Checkpoint {
+	cp := Checkpoint{Chain: chain, Seq: seq, Hash: hash, Time: at.UTC(),
 		PublicKey: base64.StdEncoding.EncodeToString(c.PublicKey())}
 	cp.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(c.signer, cp.SignedMessage()))
 	return cp
@@ -213,7 +292,7 @@ func ParseCheckpoint(b []byte) (Checkpoint, error) {
 		return cp, errors.New("audit: checkpoint: data after the JSON object")
 	}
 	if _, err := hex.DecodeString(cp.Hash); err != nil || cp.Seq < 0 || len(cp.Hash) != 2*sha256.Size ||
-		cp.Hash != strings.ToLower(cp.Hash) || cp.Signature == "" {
+		cp.Hash != strings.ToLower(cp.Hash) || cp.Signature == "" || !ValidChainID(cp.Chain) {
 		return cp, errors.New("audit: checkpoint: missing or malformed fields")
 	}
 	return cp, nil

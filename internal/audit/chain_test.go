@@ -248,6 +248,7 @@ var fieldTampers = []struct {
 	{"PrevHash", "other valid hash", func(e *audit.Event) { e.PrevHash = hexSHA256("another record") }},
 	{"PrevHash", "genesis", func(e *audit.Event) { e.PrevHash = audit.GenesisHash }},
 	{"PrevHash", "truncated", func(e *audit.Event) { e.PrevHash = e.PrevHash[:62] }},
+	{"Chain", "moved to a named chain", func(e *audit.Event) { e.Chain = "replica-b" }},
 	{"Hash", "one digit", func(e *audit.Event) { e.Hash = flipHex(e.Hash, 10) }},
 	{"Hash", "upper case", func(e *audit.Event) { e.Hash = strings.ToUpper(e.Hash) }},
 	{"Hash", "truncated", func(e *audit.Event) { e.Hash = e.Hash[:63] }},

@@ -145,8 +145,13 @@ const (
 // Args holds the redacted arguments (sensitive values replaced by
 // "hmac-sha256:<hex>" digests); ArgsDigest and ResultDigest are keyed
 // HMAC-SHA256 digests (hex) of the canonical JSON of the full values.
+//
+// Seq is the record's place in the whole log, assigned in commit order
+// across every chain; Chain names the hash chain it is sealed into (the
+// writing replica's id, "" for the default chain).
 type Event struct {
 	Seq          int64           `json:"seq"`
+	Chain        string          `json:"chain,omitempty"`
 	ID           string          `json:"id"`
 	Time         time.Time       `json:"time"`
 	Type         Type            `json:"type"`
@@ -187,8 +192,10 @@ type Query struct {
 	Decision  string
 	RequestID string
 	Session   string
-	Since     time.Time // inclusive
-	Until     time.Time // exclusive
+	// Chain matches the records of one named chain (empty: every chain).
+	Chain string
+	Since time.Time // inclusive
+	Until time.Time // exclusive
 	// BeforeSeq pages backwards: only events with Seq < BeforeSeq.
 	BeforeSeq int64
 	// AfterSeq pages forwards: only events with Seq > AfterSeq.

@@ -18,11 +18,11 @@ const (
 )
 
 // CSVColumns is the header of a CSV export: every stored field plus the
-// numeric event code.
+// numeric event code (chain, added with per-replica chains, comes last).
 var CSVColumns = []string{
 	"seq", "id", "time", "type", "code", "principal", "roles", "session", "request_id", "remote_addr",
 	"tool", "server", "args_digest", "args", "decision", "reason", "status", "duration_ns",
-	"result_digest", "error", "detail", "prev_hash", "hash",
+	"result_digest", "error", "detail", "prev_hash", "hash", "chain",
 }
 
 // Exporter writes events in an export format. Not safe for concurrent use.
@@ -66,7 +66,7 @@ func (x *Exporter) Write(e *Event) error {
 		strconv.Itoa(e.Type.Code()), cell(e.Principal), cell(strings.Join(e.Roles, ",")), cell(e.Session),
 		cell(e.RequestID), cell(e.RemoteAddr), cell(e.Tool), cell(e.Server), e.ArgsDigest, cell(string(e.Args)),
 		e.Decision, string(e.Reason), e.Status, strconv.FormatInt(int64(e.Duration), 10), e.ResultDigest,
-		cell(e.Error), cell(e.Detail), e.PrevHash, e.Hash,
+		cell(e.Error), cell(e.Detail), e.PrevHash, e.Hash, e.Chain,
 	})
 }
 

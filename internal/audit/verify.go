@@ -58,6 +58,9 @@ type VerifyReport struct {
 	// when the chain is intact.
 	BadSeq  int64  `json:"bad_seq,omitempty"`
 	Problem string `json:"problem,omitempty"`
+	// Chains reports each chain (one per writing replica), in the order
+	// of their first record; only when the log verified.
+	Chains []ChainReport `json:"chains,omitempty"`
 }
 
 // OK reports whether the chain verified.
@@ -66,16 +69,31 @@ func (r *VerifyReport) OK() bool { return r.Problem == "" }
 // verifyPage is how many records Verify reads per query.
 const verifyPage = 5000
 
+// ChainReport is what Verify found on one chain.
+type ChainReport struct {
+	Chain    string `json:"chain"`
+	Records  int64  `json:"records"`
+	FirstSeq int64  `json:"first_seq"`
+	LastSeq  int64  `json:"last_seq"`
+	HeadHash string `json:"head_hash"`
+	// Continued is set when the chain's first record follows records that
+	// retention pruned (its link to them can no longer be checked).
+	Continued bool `json:"continued,omitempty"`
+}
+
 // Verify walks the whole log in sequence order and checks, for every
 // record: its sequence follows the previous one (a gap is a deletion), its
-// prev_hash is the previous record's hash (insertion, deletion, reordering)
-// and its hash is the HMAC of its own contents (alteration); for a
-// checkpoint record also its signature and that it names the record just
-// before it. The first record must start the chain (genesis) or follow a
-// signed checkpoint (retention pruned the ones before). Every anchor must
-// name an existing record with the same hash, else the log was truncated
-// or rewritten. Verify stops at the first problem. The error is for
-// failures to read or bad options, never for a broken chain.
+// prev_hash is the hash of the previous record of its own chain
+// (insertion, deletion, reordering), and its hash is the HMAC of its own
+// contents, chain id included (alteration, moving a record to another
+// chain); for a checkpoint record also its signature and that it names
+// the record of its chain just before it. Each chain's first record must
+// start that chain (genesis) unless retention pruned the start of the log
+// at a signed checkpoint, which an audit.prune record must then confirm.
+// Every anchor must name an existing record with the same hash (and
+// chain), else the log was truncated or rewritten. Verify stops at the
+// first problem. The error is for failures to read or bad options, never
+// for a broken chain.
 func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, error) {
 	var rep VerifyReport
 	if opts.Chain == nil {
@@ -84,31 +102,47 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 	if len(opts.PublicKey) != ed25519.PublicKeySize {
 		return rep, errors.New("audit: verify needs the checkpoint public key")
 	}
-	anchors := map[int64]string{}
+	anchors := map[int64]*Checkpoint{}
 	var maxAnchor *Checkpoint
 	for i := range opts.Anchors {
 		a := &opts.Anchors[i]
 		if err := a.Verify(opts.PublicKey); err != nil {
 			return rep, fmt.Errorf("exported checkpoint at seq %d: %w", a.Seq, err)
 		}
-		if h, ok := anchors[a.Seq]; ok && h != a.Hash {
+		if b, ok := anchors[a.Seq]; ok && (b.Hash != a.Hash || b.Chain != a.Chain) {
 			return rep, fmt.Errorf("two exported checkpoints disagree about seq %d", a.Seq)
 		}
-		anchors[a.Seq] = a.Hash
+		anchors[a.Seq] = a
 		if maxAnchor == nil || a.Seq > maxAnchor.Seq {
 			maxAnchor = a
 		}
 	}
+	var prevSeq int64 // last record seen, sealed or not
+	sealed := false   // a sealed record was seen
+	var prunedThrough int64
+	chains := map[string]*ChainReport{}
+	var order []string
+	pruneRecorded := map[int64]bool{} // through_seq of audit.prune records
+	coveredBy := map[int64]bool{}     // seqs named by signed checkpoint records
+	firstPrev := map[string]string{}  // each chain's first prev_hash
+	// startCovered reports whether a signed checkpoint seen so far covers
+	// the removal of records 1..prunedThrough: a checkpoint record naming
+	// it, or an exported one naming the record the first remaining record
+	// of its chain links to.
+	startCovered := func() bool {
+		a, ok := anchors[prunedThrough]
+		return coveredBy[prunedThrough] || ok && chains[a.Chain] != nil && firstPrev[a.Chain] == a.Hash
+	}
 	bad := func(seq int64, format string, args ...any) (VerifyReport, error) {
 		rep.BadSeq = seq
 		rep.Problem = fmt.Sprintf(format, args...)
+		if prunedThrough > 0 && !startCovered() {
+			// The missing start comes first in sequence order.
+			rep.BadSeq = 1
+			rep.Problem = fmt.Sprintf("records 1..%d are missing and no signed checkpoint covers their removal", prunedThrough)
+		}
 		return rep, nil
 	}
-	var prevSeq int64 // last record seen, sealed or not
-	var prevHash string
-	sealed := false // a sealed record was seen
-	var prunedThrough int64
-	pruneRecorded := map[int64]bool{} // through_seq of audit.prune records
 	for {
 		page, err := r.QueryAudit(ctx, Query{AfterSeq: prevSeq, Ascending: true, Limit: verifyPage})
 		if err != nil {
@@ -125,10 +159,10 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 			if prevSeq != 0 && e.Seq != prevSeq+1 {
 				return bad(prevSeq+1, "records %d..%d are missing (deleted)", prevSeq+1, e.Seq-1)
 			}
-			if h, ok := anchors[e.Seq]; ok && h != e.Hash {
+			if a, ok := anchors[e.Seq]; ok && (a.Hash != e.Hash || a.Chain != e.Chain) {
 				return bad(e.Seq, "record differs from the exported checkpoint (rewritten after it was exported)")
 			}
-			if e.Hash == "" && e.PrevHash == "" && !sealed && opts.AcceptUnsealedPrefix {
+			if e.Hash == "" && e.PrevHash == "" && e.Chain == "" && !sealed && opts.AcceptUnsealedPrefix {
 				if e.Seq != 1 && rep.Unsealed == 0 {
 					return bad(1, "records 1..%d are missing", e.Seq-1)
 				}
@@ -140,23 +174,31 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 				return bad(e.Seq, "record is not sealed (its seal was removed, or it was written before the chain existed: see --accept-unsealed-prefix)")
 			}
 			if !sealed {
-				switch {
-				case rep.Unsealed > 0 || e.Seq == 1:
-					if e.PrevHash != GenesisHash {
-						return bad(e.Seq, "the first sealed record does not start the chain (prev_hash is not the genesis hash)")
-					}
-				case anchors[e.Seq-1] == e.PrevHash:
+				// The log's first sealed record: the log starts at seq 1
+				// (or after the accepted unsealed prefix), or retention
+				// pruned what came before (checked at the end).
+				if rep.Unsealed == 0 && e.Seq != 1 {
 					prunedThrough = e.Seq - 1
-				case e.Type == AuditCheckpoint:
-					// Checked below: a valid checkpoint here names e.Seq-1
-					// with e.PrevHash, which anchors the pruned start.
-					prunedThrough = e.Seq - 1
-				default:
-					return bad(1, "records 1..%d are missing and no signed checkpoint covers their removal", e.Seq-1)
 				}
 				sealed = true
-			} else if e.PrevHash != prevHash {
-				return bad(e.Seq, "prev_hash does not match record %d (a record was inserted, deleted or reordered)", prevSeq)
+			}
+			c := chains[e.Chain]
+			if c == nil {
+				// The chain's first record starts it, or follows records
+				// of it that retention pruned.
+				c = &ChainReport{Chain: e.Chain, FirstSeq: e.Seq}
+				switch {
+				case e.PrevHash == GenesisHash:
+				case prunedThrough > 0:
+					c.Continued = true
+				default:
+					return bad(e.Seq, "the first record of chain %q does not start it (prev_hash is not the genesis hash)", e.Chain)
+				}
+				chains[e.Chain] = c
+				firstPrev[e.Chain] = e.PrevHash
+				order = append(order, e.Chain)
+			} else if e.PrevHash != c.HeadHash {
+				return bad(e.Seq, "prev_hash does not match record %d, the previous record of chain %q (a record was inserted, deleted or reordered)", c.LastSeq, e.Chain)
 			}
 			if !opts.Chain.Check(e) {
 				return bad(e.Seq, "hash mismatch: the record was altered (or sealed with another key)")
@@ -170,9 +212,19 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 				if err := cp.Verify(opts.PublicKey); err != nil {
 					return bad(e.Seq, "checkpoint record: %v", err)
 				}
-				if cp.Seq != e.Seq-1 || cp.Hash != e.PrevHash {
-					return bad(e.Seq, "checkpoint record names seq %d, not the record before it", cp.Seq)
+				// It names the previous record of its chain: known, or
+				// pruned, or none (genesis, seq 0).
+				named := c.LastSeq
+				if c.Records == 0 && c.Continued {
+					named = cp.Seq
+					if cp.Seq > prunedThrough {
+						named = -1
+					}
 				}
+				if cp.Chain != e.Chain || cp.Seq != named || cp.Hash != e.PrevHash {
+					return bad(e.Seq, "checkpoint record names seq %d of chain %q, not the record of its chain before it", cp.Seq, cp.Chain)
+				}
+				coveredBy[cp.Seq] = true
 				rep.Checkpoints++
 			case AuditPrune:
 				var d struct {
@@ -185,7 +237,9 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 			if _, ok := anchors[e.Seq]; ok {
 				rep.Anchors++
 			}
-			prevSeq, prevHash = e.Seq, e.Hash
+			prevSeq = e.Seq
+			c.Records++
+			c.LastSeq, c.HeadHash = e.Seq, e.Hash
 			rep.Records++
 			rep.LastSeq, rep.HeadHash = e.Seq, e.Hash
 			if opts.Progress != nil && rep.Records%ProgressEvery == 0 {
@@ -197,10 +251,13 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 		}
 	}
 	if prunedThrough > 0 {
-		// The start follows a signed checkpoint, as after retention; but
-		// retention always records itself (audit.prune, written before it
-		// deletes and sealed after the checkpoint). Without that record
-		// someone else removed the older records.
+		// The log starts after records that are gone. Retention removes
+		// records only up to a signed checkpoint and records that it did
+		// (audit.prune, written before it deletes); without both, someone
+		// else removed them.
+		if !startCovered() {
+			return bad(1, "")
+		}
 		if !pruneRecorded[prunedThrough] {
 			return bad(1, "records 1..%d were removed at a checkpoint, but no audit.prune record says retention removed them", prunedThrough)
 		}
@@ -215,5 +272,8 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 	}
 	// Anchors older than the first record were pruned with it; the ones in
 	// range were all matched above (a missing one would be a gap).
+	for _, id := range order {
+		rep.Chains = append(rep.Chains, *chains[id])
+	}
 	return rep, nil
 }

@@ -271,9 +271,10 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		}, 9, "altered"},
 		{"a record numbered 0 before the first", func(t *testing.T, m *memLog) {
 			e := fullEvent()
-			if err := attacker.Seal(&e, -1, audit.GenesisHash); err != nil {
+			if err := attacker.Seal(&e, 0, audit.GenesisHash); err != nil {
 				t.Fatal(err)
 			}
+			e.Seq = 0
 			m.events = append([]audit.Event{e}, m.events...)
 		}, 0, "non-positive"},
 		{"first record does not start at genesis", func(t *testing.T, m *memLog) {

@@ -190,6 +190,10 @@ func (w *Writer) Emit(ctx context.Context, e *Event) error {
 	}
 }
 
+// ChainID is the id of the chain the writer seals into ("" for the
+// default chain).
+func (w *Writer) ChainID() string { return w.cfg.Chain.ID() }
+
 // QueueDepth returns the number of events waiting for the writer (not
 // yet taken into a batch), between 0 and Config.QueueSize. A queue that
 // stays near full means commits cannot keep up and Emit is applying

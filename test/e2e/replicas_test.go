@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -488,8 +489,10 @@ func (r *replicaAlternator) RoundTrip(req *http.Request) (*http.Response, error)
 // requests alternate between A and B succeeds on every call; a
 // 2025-11-25 session opened on A is unknown on B (sessions need
 // affinity). Every call of both replicas is in the one audit log, as seen
-// through either replica; `audit verify` accepts the shared chain and
-// names the sequence number of a row altered in PostgreSQL.
+// through either replica, each replica's records on its own hash chain
+// (chain id = replica id); `audit verify` verifies both chains together
+// and names the sequence number of a row altered or moved to the other
+// chain in PostgreSQL.
 func TestReplicaStatelessAndAudit(t *testing.T) {
 	t.Parallel()
 	r := startReplicas(t)
@@ -589,6 +592,24 @@ func TestReplicaStatelessAndAudit(t *testing.T) {
 				t.Errorf("tool.call.start of sam: %d through A, %d through B", len(startsA), len(starts))
 			}
 		}
+		// Each replica's records are on its chain: the chain filter finds
+		// exactly the calls it served.
+		for _, id := range []string{"a", "b"} {
+			// (The session affinity test's calls ran on A, outside ridOf.)
+			n := 0
+			for _, e := range abuseAudit(t, a, url.Values{"type": {"tool.call.start"}, "user": {"sam"}, "chain": {id}}) {
+				served, ok := ridOf[e.RequestID]
+				if ok && served != id {
+					t.Errorf("chain %s holds request %s, served by replica %s", id, e.RequestID, served)
+				}
+				if ok {
+					n++
+				}
+			}
+			if n != calls/2 {
+				t.Errorf("tool.call.start of sam's alternating calls on chain %s: %d records, want %d", id, n, calls/2)
+			}
+		}
 		var details []string
 		for _, e := range abuseAudit(t, b, url.Values{"type": {"server.start"}}) {
 			details = append(details, e.Detail)
@@ -602,8 +623,18 @@ func TestReplicaStatelessAndAudit(t *testing.T) {
 
 	t.Run("verify and tamper", func(t *testing.T) {
 		for _, g := range []*gateway{a, b} {
-			if rc, out := replicaVerify(t, r, g); rc != 0 || !strings.HasPrefix(out, "OK: ") {
+			rc, out := replicaVerify(t, r, g)
+			if rc != 0 || !strings.HasPrefix(out, "OK: ") {
 				t.Fatalf("audit verify with %s's data dir: exit %d\n%s", g.base, rc, out)
+			}
+			chains := regexp.MustCompile(`(?m)^  (\S+) +(\d+) records, seq \d+\.\.\d+, from genesis`).FindAllStringSubmatch(out, -1)
+			var ids []string
+			for _, c := range chains {
+				ids = append(ids, c[1])
+			}
+			slices.Sort(ids)
+			if !strings.Contains(out, "2 chains (one per replica)") || !slices.Equal(ids, []string{"a", "b"}) {
+				t.Errorf("audit verify with %s's data dir: chains %q, want a and b, both from genesis\n%s", g.base, ids, out)
 			}
 		}
 		// Alter one record of B's in place, as someone with database access could.
@@ -624,11 +655,26 @@ func TestReplicaStatelessAndAudit(t *testing.T) {
 			t.Fatal("connect to the test database failed") // the error may quote the DSN
 		}
 		defer conn.Close(context.Background())
-		tag, err := conn.Exec(ctx, `UPDATE audit_events SET detail = detail || ' (altered)' WHERE seq = $1`, seq)
-		if err != nil || tag.RowsAffected() != 1 {
-			t.Fatalf("tamper with seq %d: %v (%d rows)", seq, err, tag.RowsAffected())
+		tamper := func(sql string) {
+			t.Helper()
+			tag, err := conn.Exec(ctx, sql, seq)
+			if err != nil || tag.RowsAffected() != 1 {
+				t.Fatalf("tamper with seq %d: %v (%d rows)", seq, err, tag.RowsAffected())
+			}
 		}
+		// Moving B's record onto A's chain breaks both chains' links and
+		// its own seal.
+		tamper(`UPDATE audit_events SET chain = 'a' WHERE seq = $1`)
 		rc, out := replicaVerify(t, r, a)
+		if rc != 1 || !strings.Contains(out, fmt.Sprintf("BROKEN at seq %d:", seq)) {
+			t.Errorf("audit verify after moving seq %d to chain a: exit %d, want 1 naming it\n%s", seq, rc, out)
+		}
+		tamper(`UPDATE audit_events SET chain = 'b' WHERE seq = $1`)
+		if rc, out := replicaVerify(t, r, a); rc != 0 {
+			t.Fatalf("audit verify after moving seq %d back: exit %d\n%s", seq, rc, out)
+		}
+		tamper(`UPDATE audit_events SET detail = detail || ' (altered)' WHERE seq = $1`)
+		rc, out = replicaVerify(t, r, a)
 		if rc != 1 || !strings.Contains(out, fmt.Sprintf("BROKEN at seq %d:", seq)) {
 			t.Errorf("audit verify after altering seq %d: exit %d, want 1 naming it\n%s", seq, rc, out)
 		}

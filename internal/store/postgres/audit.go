@@ -14,30 +14,30 @@ import (
 	"github.com/portcullis/portcullis/internal/reason"
 )
 
-// mainChain is the chain column of every record today: one linear chain
-// shared by all replicas (see migration 00002).
-const mainChain = ""
-
 // auditLockKey is the transaction advisory lock that serializes appends to
-// the chain across every connection and replica ("pcl_audt").
+// the log across every connection and replica ("pcl_audt"), so that
+// sequence numbers are assigned in commit order.
 const auditLockKey int64 = 0x7063_6c5f_6175_6474
 
 const auditColumns = `seq, id, time_ns, type, principal, roles, session, request_id, remote_addr, tool, server,
-	args_digest, args, decision, reason, status, duration_ns, result_digest, error, detail, prev_hash, hash`
+	args_digest, args, decision, reason, status, duration_ns, result_digest, error, detail, prev_hash, hash, chain`
 
 // insertAudit inserts a batch as one statement from parallel arrays (one
 // round trip, one prepared statement whatever the batch size).
 const insertAudit = `INSERT INTO audit_events (` + auditColumns + `)
 	SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
 		$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
-		$16::text[], $17::bigint[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[])`
+		$16::text[], $17::bigint[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[])`
 
 // AppendAudit implements audit.Backend. In one transaction it takes the
-// chain's advisory lock (pg_advisory_xact_lock, released at commit), reads
-// the chain head, seals each event onto it with chain and inserts them all
-// in one statement, then commits; the commit is durable when it returns
-// (synchronous_commit is at least on). Holding the lock while reading the
-// head keeps one linear chain with one sequence across every replica.
+// log's advisory lock (pg_advisory_xact_lock, released at commit), reads
+// the newest sequence number and the head of chain.ID()'s chain (the
+// replica's own), seals each event onto them with chain and inserts them
+// all in one statement, then commits; the commit is durable when it
+// returns (synchronous_commit is at least on). Holding the lock while
+// reading keeps the sequence in commit order across every replica, which
+// the readers that follow the log rely on, and each chain linear even when
+// two replicas share an id.
 //
 // As in the SQLite backend, stored rows are never rewritten: the chain
 // continues from the newest sealed row, and roles are stored (and sealed)
@@ -65,18 +65,19 @@ func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*aud
 		return wrap("audit begin", err)
 	}
 	defer rollback(ctx, tx)
-	seq, hash, err := auditHead(ctx, tx)
+	last, head, err := auditHead(ctx, tx, chain.ID())
 	if err != nil {
 		return err
 	}
 	cols := newAuditBatch(len(events))
 	for _, e := range events {
 		cleanEvent(e)
-		if err := chain.Seal(e, seq, hash); err != nil {
+		last++
+		if err := chain.SealAt(e, last, head); err != nil {
 			return err
 		}
 		cols.add(e)
-		seq, hash = e.Seq, e.Hash
+		head = audit.Head{Seq: e.Seq, Hash: e.Hash}
 	}
 	if _, err := tx.Exec(ctx, insertAudit, cols.args()...); err != nil {
 		return wrap("audit insert", err)
@@ -87,49 +88,42 @@ func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*aud
 	return nil
 }
 
-// auditHead takes the chain lock and returns the newest record's sequence
-// and the hash to chain onto: the newest record's, or if it is unsealed
-// the newest sealed one's (Verify reports the unsealed rows in between),
-// or the genesis hash. Lock and head go in one round trip; the head query
-// runs after the lock is granted, so it sees every earlier append.
-func auditHead(ctx context.Context, tx pgx.Tx) (int64, string, error) {
+// auditHead takes the log's lock and returns the newest sequence number
+// and the head of chain id: its newest sealed record (an unsealed one is
+// skipped; Verify reports it), or the genesis head. Lock and reads go in
+// one round trip; the reads run after the lock is granted, so they see
+// every earlier append.
+func auditHead(ctx context.Context, tx pgx.Tx, id string) (int64, audit.Head, error) {
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, auditLockKey)
-	b.Queue(`SELECT seq, hash FROM audit_events WHERE chain = $1 ORDER BY seq DESC LIMIT 1`, mainChain)
+	b.Queue(`SELECT coalesce(max(seq), 0) FROM audit_events`)
+	b.Queue(`SELECT seq, hash FROM audit_events WHERE chain = $1 AND hash <> '' ORDER BY seq DESC LIMIT 1`, id)
 	br := tx.SendBatch(ctx, b)
-	var seq int64
-	var hash string
+	var last int64
+	h := audit.Head{Hash: audit.GenesisHash}
 	_, err := br.Exec()
 	if err == nil {
-		err = br.QueryRow().Scan(&seq, &hash)
+		err = br.QueryRow().Scan(&last)
 	}
-	if cerr := br.Close(); cerr != nil && (err == nil || errors.Is(err, pgx.ErrNoRows)) {
+	if err == nil {
+		if err = br.QueryRow().Scan(&h.Seq, &h.Hash); errors.Is(err, pgx.ErrNoRows) {
+			err = nil
+		}
+	}
+	if cerr := br.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return 0, audit.GenesisHash, nil
-	case err != nil:
-		return 0, "", wrap("audit head", err)
-	case hash != "":
-		return seq, hash, nil
+	if err != nil {
+		return 0, audit.Head{}, wrap("audit head", err)
 	}
-	err = tx.QueryRow(ctx, `SELECT hash FROM audit_events WHERE chain = $1 AND hash <> '' ORDER BY seq DESC LIMIT 1`,
-		mainChain).Scan(&hash)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return seq, audit.GenesisHash, nil
-	case err != nil:
-		return 0, "", wrap("audit head", err)
-	}
-	return seq, hash, nil
+	return last, h, nil
 }
 
 // cleanEvent makes e's text storable before it is sealed, and its roles
 // sorted as stored.
 func cleanEvent(e *audit.Event) {
 	for _, s := range []*string{&e.ID, &e.Principal, &e.Session, &e.RequestID, &e.RemoteAddr, &e.Tool, &e.Server,
-		&e.ArgsDigest, &e.Decision, &e.Status, &e.ResultDigest, &e.Error, &e.Detail} {
+		&e.ArgsDigest, &e.Decision, &e.Status, &e.ResultDigest, &e.Error, &e.Detail, &e.Chain} {
 		*s = storable(*s)
 	}
 	e.Type = audit.Type(storable(string(e.Type)))
@@ -147,7 +141,7 @@ func cleanEvent(e *audit.Event) {
 // auditBatch holds a batch as the parallel arrays of insertAudit.
 type auditBatch struct {
 	seq, timeNS, duration []int64
-	text                  [19][]string // the text columns, in auditColumns order
+	text                  [20][]string // the text columns, in auditColumns order
 }
 
 func newAuditBatch(n int) *auditBatch {
@@ -162,26 +156,26 @@ func (b *auditBatch) add(e *audit.Event) {
 	b.seq = append(b.seq, e.Seq)
 	b.timeNS = append(b.timeNS, ns(e.Time))
 	b.duration = append(b.duration, int64(e.Duration))
-	for i, s := range [19]string{e.ID, string(e.Type), e.Principal, joinRoles(e.Roles), e.Session, e.RequestID,
+	for i, s := range [20]string{e.ID, string(e.Type), e.Principal, joinRoles(e.Roles), e.Session, e.RequestID,
 		e.RemoteAddr, e.Tool, e.Server, e.ArgsDigest, string(e.Args), e.Decision, string(e.Reason), e.Status,
-		e.ResultDigest, e.Error, e.Detail, e.PrevHash, e.Hash} {
+		e.ResultDigest, e.Error, e.Detail, e.PrevHash, e.Hash, e.Chain} {
 		b.text[i] = append(b.text[i], s)
 	}
 }
 
-// args returns insertAudit's parameters $1..$22.
+// args returns insertAudit's parameters $1..$23.
 func (b *auditBatch) args() []any {
 	t := b.text
 	return []any{b.seq, t[0], b.timeNS, t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12],
-		t[13], b.duration, t[14], t[15], t[16], t[17], t[18]}
+		t[13], b.duration, t[14], t[15], t[16], t[17], t[18], t[19]}
 }
 
 // QueryAudit implements store.Store: every filter of audit.Query, newest
 // first unless Ascending, at most Limit (default audit.DefaultQueryLimit,
 // capped at audit.MaxQueryLimit) records.
 func (db *DB) QueryAudit(ctx context.Context, q audit.Query) ([]audit.Event, error) {
-	args := []any{mainChain}
-	where := []string{"chain = $1"}
+	var args []any
+	where := []string{"true"}
 	add := func(cond string, v any) {
 		args = append(args, v)
 		where = append(where, fmt.Sprintf(cond, len(args)))
@@ -189,6 +183,7 @@ func (db *DB) QueryAudit(ctx context.Context, q audit.Query) ([]audit.Event, err
 	for _, f := range []struct{ col, v string }{
 		{"principal", q.Principal}, {"tool", q.Tool}, {"server", q.Server}, {"type", string(q.Type)},
 		{"status", q.Status}, {"decision", q.Decision}, {"request_id", q.RequestID}, {"session", q.Session},
+		{"chain", q.Chain},
 	} {
 		if f.v != "" {
 			add(f.col+" = $%d", f.v)
@@ -234,7 +229,7 @@ func (db *DB) QueryAudit(ctx context.Context, q audit.Query) ([]audit.Event, err
 		var typ, roles, eargs, rc string
 		if err := rows.Scan(&e.Seq, &e.ID, &t, &typ, &e.Principal, &roles, &e.Session, &e.RequestID,
 			&e.RemoteAddr, &e.Tool, &e.Server, &e.ArgsDigest, &eargs, &e.Decision, &rc, &e.Status,
-			&dur, &e.ResultDigest, &e.Error, &e.Detail, &e.PrevHash, &e.Hash); err != nil {
+			&dur, &e.ResultDigest, &e.Error, &e.Detail, &e.PrevHash, &e.Hash, &e.Chain); err != nil {
 			return nil, wrap("audit scan", err)
 		}
 		e.Time = fromNS(t)
@@ -256,7 +251,7 @@ func (db *DB) QueryAudit(ctx context.Context, q audit.Query) ([]audit.Event, err
 // PruneAudit implements store.Store: it deletes every record with
 // sequence <= throughSeq in one statement and returns how many.
 func (db *DB) PruneAudit(ctx context.Context, throughSeq int64) (int64, error) {
-	tag, err := db.pool.Exec(ctx, `DELETE FROM audit_events WHERE chain = $1 AND seq <= $2`, mainChain, throughSeq)
+	tag, err := db.pool.Exec(ctx, `DELETE FROM audit_events WHERE seq <= $1`, throughSeq)
 	if err != nil {
 		return 0, wrap("audit prune", err)
 	}

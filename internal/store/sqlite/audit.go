@@ -17,17 +17,19 @@ import (
 
 const insertAudit = `INSERT INTO audit_events (
 	seq, id, time_ns, type, principal, roles, session, request_id, remote_addr, tool, server,
-	args_digest, args, decision, reason, status, duration_ns, result_digest, error, detail, prev_hash, hash
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	args_digest, args, decision, reason, status, duration_ns, result_digest, error, detail, prev_hash, hash, chain
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 const auditColumns = `seq, id, time_ns, type, principal, roles, session, request_id, remote_addr, tool, server,
-	args_digest, args, decision, reason, status, duration_ns, result_digest, error, detail, prev_hash, hash`
+	args_digest, args, decision, reason, status, duration_ns, result_digest, error, detail, prev_hash, hash, chain`
 
 // AppendAudit implements audit.Backend: in one IMMEDIATE transaction on the
 // writer connection (synchronous=FULL, so the commit is durable when it
-// returns) it reads the chain head, seals each event onto it with chain
-// and inserts it. Reading the head inside the write transaction keeps the
-// chain linear even if another process appends to the same file. Stored
+// returns) it reads the log's newest sequence number and the head of
+// chain.ID()'s chain, seals each event onto them with chain and inserts it.
+// Reading both inside the write transaction keeps sequence numbers in
+// commit order and each chain linear even if another process appends to
+// the same file (with its own chain id or the same one). Stored
 // rows are never rewritten: rows without a seal (written before the chain
 // existed, or blanked by someone) stay unsealed and the chain continues
 // from the newest sealed row, so the key can never be made to seal what
@@ -53,20 +55,21 @@ func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*aud
 		return fmt.Errorf("sqlite: audit begin: %w", err)
 	}
 	defer tx.Rollback()
-	seq, hash, err := auditHead(ctx, tx, tx.StmtContext(ctx, st.head))
+	last, head, err := auditHead(ctx, tx.StmtContext(ctx, st.last), tx.StmtContext(ctx, st.head), chain.ID())
 	if err != nil {
 		return err
 	}
 	stmt := tx.StmtContext(ctx, st.insert) // closed with the transaction
 	for _, e := range events {
 		e.Roles = splitRoles(joinRoles(e.Roles)) // seal the roles as stored: sorted
-		if err := chain.Seal(e, seq, hash); err != nil {
+		last++
+		if err := chain.SealAt(e, last, head); err != nil {
 			return err
 		}
 		if _, err := stmt.ExecContext(ctx, auditValues(e)...); err != nil {
 			return fmt.Errorf("sqlite: audit insert: %w", err)
 		}
-		seq, hash = e.Seq, e.Hash
+		head = audit.Head{Seq: e.Seq, Hash: e.Hash}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: audit commit: %w", err)
@@ -77,15 +80,12 @@ func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*aud
 func auditValues(e *audit.Event) []any {
 	return []any{e.Seq, e.ID, ns(e.Time), string(e.Type), e.Principal, joinRoles(e.Roles), e.Session, e.RequestID,
 		e.RemoteAddr, e.Tool, e.Server, e.ArgsDigest, string(e.Args), e.Decision, string(e.Reason),
-		e.Status, int64(e.Duration), e.ResultDigest, e.Error, e.Detail, e.PrevHash, e.Hash}
+		e.Status, int64(e.Duration), e.ResultDigest, e.Error, e.Detail, e.PrevHash, e.Hash, e.Chain}
 }
 
-// auditHead returns the newest record's sequence and the hash to chain
-// onto: the newest record's, or if it is unsealed the newest sealed one's
-// (Verify reports the unsealed rows in between), or the genesis hash.
 // auditStmts are the prepared statements of AppendAudit.
 type auditStmts struct {
-	head, insert *sql.Stmt
+	last, head, insert *sql.Stmt
 }
 
 // auditStatements prepares the append's statements once on the writer
@@ -94,6 +94,9 @@ type auditStmts struct {
 func (db *DB) auditStatements(ctx context.Context) (auditStmts, error) {
 	db.stmtOnce.Do(func() {
 		ctx := context.WithoutCancel(ctx)
+		if db.stmts.last, db.stmtErr = db.w.PrepareContext(ctx, selectAuditLast); db.stmtErr != nil {
+			return
+		}
 		if db.stmts.head, db.stmtErr = db.w.PrepareContext(ctx, selectAuditHead); db.stmtErr != nil {
 			return
 		}
@@ -105,30 +108,30 @@ func (db *DB) auditStatements(ctx context.Context) (auditStmts, error) {
 	return db.stmts, nil
 }
 
-const selectAuditHead = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
+// selectAuditLast reads the log's newest sequence number; selectAuditHead
+// the head of one chain: its newest sealed record (an unsealed one, written
+// before the chain existed or blanked by someone, is skipped; Verify
+// reports it).
+const (
+	selectAuditLast = `SELECT coalesce(max(seq), 0) FROM audit_events`
+	selectAuditHead = `SELECT seq, hash FROM audit_events WHERE chain = ? AND hash != '' ORDER BY seq DESC LIMIT 1`
+)
 
-// auditHead returns the chain head read inside tx (head is the prepared
-// selectAuditHead bound to tx).
-func auditHead(ctx context.Context, tx *sql.Tx, head *sql.Stmt) (int64, string, error) {
+// auditHead returns, read inside the transaction, the log's newest sequence number and
+// the head of chain id (the genesis head when the chain has no sealed
+// record yet). last and head are the prepared selectAuditLast and
+// selectAuditHead bound to the transaction.
+func auditHead(ctx context.Context, last, head *sql.Stmt, id string) (int64, audit.Head, error) {
 	var seq int64
-	var hash string
-	err := head.QueryRowContext(ctx).Scan(&seq, &hash)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return 0, audit.GenesisHash, nil
-	case err != nil:
-		return 0, "", fmt.Errorf("sqlite: audit head: %w", err)
-	case hash != "":
-		return seq, hash, nil
+	if err := last.QueryRowContext(ctx).Scan(&seq); err != nil {
+		return 0, audit.Head{}, fmt.Errorf("sqlite: audit head: %w", err)
 	}
-	err = tx.QueryRowContext(ctx, `SELECT hash FROM audit_events WHERE hash != '' ORDER BY seq DESC LIMIT 1`).Scan(&hash)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return seq, audit.GenesisHash, nil
-	case err != nil:
-		return 0, "", fmt.Errorf("sqlite: audit head: %w", err)
+	h := audit.Head{Hash: audit.GenesisHash}
+	err := head.QueryRowContext(ctx, id).Scan(&h.Seq, &h.Hash)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, audit.Head{}, fmt.Errorf("sqlite: audit head: %w", err)
 	}
-	return seq, hash, nil
+	return seq, h, nil
 }
 
 // QueryAudit implements store.Store.
@@ -142,6 +145,7 @@ func (db *DB) QueryAudit(ctx context.Context, q audit.Query) ([]audit.Event, err
 	for _, f := range []struct{ col, v string }{
 		{"principal", q.Principal}, {"tool", q.Tool}, {"server", q.Server}, {"type", string(q.Type)},
 		{"status", q.Status}, {"decision", q.Decision}, {"request_id", q.RequestID}, {"session", q.Session},
+		{"chain", q.Chain},
 	} {
 		if f.v != "" {
 			add(f.col+" = ?", f.v)
@@ -193,7 +197,7 @@ func scanEvents(rows *sql.Rows) ([]audit.Event, error) {
 		var typ, roles, args, rc string
 		if err := rows.Scan(&e.Seq, &e.ID, &t, &typ, &e.Principal, &roles, &e.Session, &e.RequestID,
 			&e.RemoteAddr, &e.Tool, &e.Server, &e.ArgsDigest, &args, &e.Decision, &rc, &e.Status,
-			&dur, &e.ResultDigest, &e.Error, &e.Detail, &e.PrevHash, &e.Hash); err != nil {
+			&dur, &e.ResultDigest, &e.Error, &e.Detail, &e.PrevHash, &e.Hash, &e.Chain); err != nil {
 			return nil, fmt.Errorf("sqlite: audit scan: %w", err)
 		}
 		e.Time = fromNS(t)

@@ -365,9 +365,10 @@ func TestChainDetectsTampering(t *testing.T) {
 		}, 7},
 		{"insert a row before the first", func(t *testing.T, f *chainFixture) {
 			e := chainEvent(999, f.row(t, 1).Time.Add(-time.Second))
-			if err := attackerChain(t).Seal(e, -1, audit.GenesisHash); err != nil {
+			if err := attackerChain(t).Seal(e, 0, audit.GenesisHash); err != nil {
 				t.Fatal(err)
 			}
+			e.Seq = 0
 			rawInsert(t, f.raw, e)
 		}, 0},
 		{"swap rows 7 and 8", func(t *testing.T, f *chainFixture) { swapRows(t, f.raw, 7, 8) }, 7},

@@ -117,8 +117,18 @@ func (c *clock) Set(t time.Time) {
 // newWriter starts a group-commit audit writer over b, closed when t ends.
 func newWriter(t *testing.T, b Backend, now func() time.Time) *audit.Writer {
 	t.Helper()
+	return newChainWriter(t, b, now, "")
+}
+
+// newChainWriter is newWriter sealing into the chain named id.
+func newChainWriter(t *testing.T, b Backend, now func() time.Time, id string) *audit.Writer {
+	t.Helper()
+	chain, err := audittest.Chain().WithID(id)
+	if err != nil {
+		t.Fatal(err)
+	}
 	w, err := audit.NewWriter(audit.Config{CommitTimeout: time.Minute, QueueSize: 64, MaxBatch: 16,
-		Linger: 200 * time.Microsecond, Chain: audittest.Chain()}, b, now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		Linger: 200 * time.Microsecond, Chain: chain}, b, now, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,10 +354,13 @@ var auditCases = []testCase{
 		}
 	}},
 	{name: "WritersOnTwoReplicas", handles: 2, run: func(t *testing.T, bs []Backend) {
-		// Two gateways' group-commit writers on one store: every record
-		// acknowledged is stored once, and the log verifies.
+		// Two gateways' group-commit writers on one store, each sealing
+		// into its own chain: every record acknowledged is stored once,
+		// the sequence is global and gap-free, each chain links only its
+		// own records, and the log verifies as two chains.
 		const perEmitter = 10
-		ws := []*audit.Writer{newWriter(t, bs[0], nil), newWriter(t, bs[1], nil)}
+		ids := []string{"replica-a", "replica-b"}
+		ws := []*audit.Writer{newChainWriter(t, bs[0], nil, ids[0]), newChainWriter(t, bs[1], nil, ids[1])}
 		var wg sync.WaitGroup
 		for i := range racers {
 			wg.Go(func() {
@@ -371,13 +384,139 @@ var auditCases = []testCase{
 			t.Errorf("sequence of %d records from two writers (-want +got):\n%s", total, diff)
 		}
 		reqs := map[string]bool{}
+		heads := map[string]string{}
 		for _, e := range stored {
 			if reqs[e.RequestID] {
 				t.Errorf("request %s stored twice", e.RequestID)
 			}
 			reqs[e.RequestID] = true
+			var i int
+			if _, err := fmt.Sscanf(e.Principal, "p%d", &i); err != nil || e.Chain != ids[i%2] {
+				t.Errorf("record %d of %s is on chain %q, want %q", e.Seq, e.Principal, e.Chain, ids[i%2])
+			}
+			prev, ok := heads[e.Chain]
+			if !ok {
+				prev = audit.GenesisHash
+			}
+			if e.PrevHash != prev {
+				t.Errorf("record %d (chain %s) links to %.8s, want its chain's previous record %.8s", e.Seq, e.Chain, e.PrevHash, prev)
+			}
+			heads[e.Chain] = e.Hash
 		}
-		wantIntact(t, verifyChain(t, bs[1]), total)
+		rep := verifyChain(t, bs[1])
+		wantIntact(t, rep, total)
+		if len(rep.Chains) != 2 || rep.Chains[0].Records+rep.Chains[1].Records != total ||
+			rep.Chains[0].Records != total/2 || rep.Chains[0].HeadHash != heads[rep.Chains[0].Chain] {
+			t.Errorf("verify chains = %+v; want two chains of %d records", rep.Chains, total/2)
+		}
+		for _, id := range ids {
+			mine, err := bs[0].QueryAudit(t.Context(), audit.Query{Chain: id, Ascending: true, Limit: audit.MaxQueryLimit})
+			must(t, err)
+			if len(mine) != total/2 || slices.ContainsFunc(mine, func(e audit.Event) bool { return e.Chain != id }) {
+				t.Errorf("QueryAudit(chain %s) = %d records, some of another chain? want %d of it", id, len(mine), total/2)
+			}
+		}
+	}},
+	{name: "ChainsPerWriter", handles: 2, run: func(t *testing.T, bs []Backend) {
+		// Batches from three chains (two named, the default) interleave
+		// in one log: each continues its own chain across transactions
+		// and handles, and a checkpoint names its own chain's head.
+		c := audittest.Chain()
+		a, err := c.WithID("replica-a")
+		must(t, err)
+		b, err := c.WithID("replica-b")
+		must(t, err)
+		appendOn := func(h Backend, ch *audit.Chain, from, to int) []*audit.Event {
+			var es []*audit.Event
+			for i := from; i < to; i++ {
+				es = append(es, auditEvent(i, at(time.Duration(i)*time.Second)))
+			}
+			must(t, h.AppendAudit(t.Context(), ch, es))
+			return es
+		}
+		a1 := appendOn(bs[0], a, 0, 3) // 1-3
+		b1 := appendOn(bs[1], b, 3, 5) // 4-5
+		d1 := appendOn(bs[0], c, 5, 6) // 6
+		a2 := appendOn(bs[1], a, 6, 8) // 7-8: chain a through the other handle
+		cp := &audit.Event{Type: audit.AuditCheckpoint, Time: at(9 * time.Second), Principal: audit.SystemPrincipal, Status: audit.StatusOK}
+		must(t, bs[0].AppendAudit(t.Context(), b, []*audit.Event{cp})) // 9
+		for _, tc := range []struct {
+			what     string
+			e        *audit.Event
+			seq      int64
+			chain    string
+			prevHash string
+		}{
+			{"a's first", a1[0], 1, "replica-a", audit.GenesisHash},
+			{"b's first", b1[0], 4, "replica-b", audit.GenesisHash},
+			{"the default chain's first", d1[0], 6, "", audit.GenesisHash},
+			{"a continued", a2[0], 7, "replica-a", a1[2].Hash},
+			{"b's checkpoint", cp, 9, "replica-b", b1[1].Hash},
+		} {
+			if tc.e.Seq != tc.seq || tc.e.Chain != tc.chain || tc.e.PrevHash != tc.prevHash {
+				t.Errorf("%s: seq %d chain %q prev %.8s; want seq %d chain %q prev %.8s", tc.what, tc.e.Seq, tc.e.Chain, tc.e.PrevHash, tc.seq, tc.chain, tc.prevHash)
+			}
+		}
+		got, err := audit.ParseCheckpoint([]byte(cp.Detail))
+		must(t, err)
+		if got.Chain != "replica-b" || got.Seq != 5 || got.Hash != b1[1].Hash {
+			t.Errorf("b's checkpoint = %+v; want chain replica-b, seq 5 (b's head, not the log's 8)", got)
+		}
+		rep := verifyChain(t, bs[1], got)
+		wantIntact(t, rep, 9)
+		var chains []string
+		for _, r := range rep.Chains {
+			chains = append(chains, fmt.Sprintf("%s:%d:%d-%d", r.Chain, r.Records, r.FirstSeq, r.LastSeq))
+		}
+		if diff := cmp.Diff([]string{"replica-a:5:1-8", "replica-b:3:4-9", ":1:6-6"}, chains); diff != "" {
+			t.Errorf("verified chains (-want +got):\n%s", diff)
+		}
+		if rep.Checkpoints != 1 || rep.Anchors != 1 {
+			t.Errorf("verify checked %d checkpoint records and %d anchors, want 1 and 1", rep.Checkpoints, rep.Anchors)
+		}
+	}},
+	{name: "RetentionAcrossChains", handles: 2, run: func(t *testing.T, bs []Backend) {
+		// Retention prunes the whole log up to a checkpoint of one chain;
+		// the other chain continues from pruned records and the log still
+		// verifies, from the checkpoint and the audit.prune record.
+		ctx := t.Context()
+		clk := &clock{}
+		wa, wb := newChainWriter(t, bs[0], clk.Now, "replica-a"), newChainWriter(t, bs[1], clk.Now, "replica-b")
+		emit := func(w *audit.Writer, day int) {
+			clk.Set(time.Date(2026, time.January, day, 9, 0, 0, 0, time.UTC))
+			must(t, w.Emit(ctx, &audit.Event{Type: audit.ToolCallStart, Principal: "alice"}))
+		}
+		emit(wa, 2) // 1
+		emit(wb, 3) // 2
+		emit(wa, 4) // 3
+		emit(wb, 5) // 4
+		clk.Set(time.Date(2026, time.January, 31, 0, 0, 0, 0, time.UTC))
+		cp, err := wa.Checkpoint(ctx) // 5, covers a's 3
+		must(t, err)
+		if cp.Seq != 3 || cp.Chain != "replica-a" {
+			t.Fatalf("a's checkpoint = %+v; want seq 3 on replica-a", cp)
+		}
+		emit(wb, 6) // 6 (still January, but after the checkpoint)
+		clk.Set(time.Date(2026, time.April, 1, 0, 0, 0, 0, time.UTC))
+		res, err := audit.Prune(ctx, bs[1], wb, time.Date(2026, time.March, 1, 0, 0, 0, 0, time.UTC), 0) // prune record 7
+		must(t, err)
+		if res.ThroughSeq != 3 || res.Deleted != 3 {
+			t.Fatalf("Prune = %+v; want through 3 (a's checkpoint), 3 deleted", res)
+		}
+		rep := verifyChain(t, bs[0], cp)
+		wantIntact(t, rep, 4) // 4..7
+		if rep.FirstSeq != 4 || rep.PrunedBefore != 4 || len(rep.Chains) != 2 {
+			t.Fatalf("after retention: %+v; want FirstSeq = PrunedBefore = 4, two chains", rep)
+		}
+		for _, c := range rep.Chains {
+			if !c.Continued {
+				t.Errorf("chain %s: not reported as continuing from pruned records", c.Chain)
+			}
+		}
+		// Both writers go on after retention, each on its own chain.
+		emit(wa, 7)
+		emit(wb, 8)
+		wantIntact(t, verifyChain(t, bs[0], cp), 6)
 	}},
 	{name: "CheckpointAndRetention", run: func(t *testing.T, bs []Backend) {
 		b, ctx := bs[0], t.Context()

@@ -9,10 +9,11 @@
 // counted once, and a key revoked or a grant changed through one handle
 // is seen through the other at once.
 //
-// Audit records appended through several handles form one hash chain with
-// one sequence (the audit.Backend contract today: AppendAudit reads the
-// head inside its transaction); per-replica chains (issue 12) will change
-// the WritersOnTwoReplicas case with that contract.
+// Audit records appended through several handles share one global
+// sequence, gap-free and in commit order, while each writer seals into its
+// own hash chain (audit.Chain.WithID, the replica id): the audit.Backend
+// contract is that AppendAudit reads the newest sequence number and its
+// chain's head inside its transaction, under a lock that orders commits.
 //
 // The suite's own times mostly have microsecond precision, but audit
 // records and pins need nanoseconds: the audit seal covers the record's
