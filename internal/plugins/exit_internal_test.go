@@ -93,3 +93,32 @@ func TestStderrLogRedactsAndBounds(t *testing.T) {
 		t.Fatalf("%d lines, last %q: want 5 logged, then the dropped count", n, l.lines[n-1])
 	}
 }
+
+// TestStderrLogSecretAcrossEndlessLineCut: an endless line is emitted in
+// pieces; a secret that straddles the cut between two pieces is still
+// redacted whole: no piece logs its first or last half, whatever the
+// write sizes and wherever the secret lies around the cut.
+func TestStderrLogSecretAcrossEndlessLineCut(t *testing.T) {
+	secret := "ghp_" + strings.Repeat("Zq9", 12)
+	head, tail := secret[:len(secret)/2], secret[len(secret)/2:]
+	for _, at := range []int{4*maxStderrLine - 20, 4*maxStderrLine - 1, 4 * maxStderrLine, 4*maxStderrLine + 1} {
+		for _, chunk := range []int{1, 7, 100, 4096} {
+			l := &lineLog{}
+			w := newStderrLog(l, 1000, []string{secret})
+			// The piece emitted after the cut starts where the secret was
+			// cut, so its first 1 KiB (what is logged) would show the rest.
+			stream := []byte(strings.Repeat("x", at) + secret + strings.Repeat("y", 3*maxStderrLine) + secret + strings.Repeat("z", 6000))
+			for len(stream) > 0 {
+				n := min(chunk, len(stream))
+				w.Write(stream[:n])
+				stream = stream[n:]
+			}
+			w.flush()
+			for _, line := range l.lines {
+				if strings.Contains(line, head) || strings.Contains(line, tail) {
+					t.Fatalf("secret at %d, writes of %d: a logged piece holds half the secret: %.120q", at, chunk, line)
+				}
+			}
+		}
+	}
+}

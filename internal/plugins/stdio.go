@@ -231,6 +231,7 @@ type stderrLog struct {
 	log     interface{ Info(string, ...any) }
 	limit   int
 	secrets []string
+	longest int // bytes of the longest secret
 
 	mu      sync.Mutex
 	buf     []byte
@@ -242,13 +243,22 @@ type stderrLog struct {
 const maxStderrLine = 1024
 
 func newStderrLog(log interface{ Info(string, ...any) }, limit int, secrets []string) *stderrLog {
-	var keep []string
+	l := &stderrLog{log: log, limit: limit}
 	for _, v := range secrets {
 		if len(v) >= 4 { // shorter values would redact ordinary text
-			keep = append(keep, v)
+			l.secrets = append(l.secrets, v)
+			l.longest = max(l.longest, len(v))
 		}
 	}
-	return &stderrLog{log: log, limit: limit, secrets: keep}
+	return l
+}
+
+// redact replaces every whole occurrence of a secret in b.
+func (l *stderrLog) redact(b []byte) []byte {
+	for _, v := range l.secrets {
+		b = bytes.ReplaceAll(b, []byte(v), []byte("[REDACTED]"))
+	}
+	return b
 }
 
 // Write implements io.Writer; it never fails (a server's stderr must not
@@ -260,9 +270,14 @@ func (l *stderrLog) Write(p []byte) (int, error) {
 	for {
 		i := bytes.IndexByte(l.buf, '\n')
 		if i < 0 {
-			if len(l.buf) > 4*maxStderrLine { // an endless line: emit what we have
-				l.lineLocked(l.buf)
-				l.buf = l.buf[:0]
+			if len(l.buf) > 4*maxStderrLine {
+				// An endless line: emit what we have, but keep back the
+				// last longest-1 bytes, where a secret may have started:
+				// cut there, its two halves would escape redaction.
+				red := l.redact(l.buf)
+				keep := max(l.longest-1, 0)
+				l.lineLocked(red[:len(red)-keep])
+				l.buf = append(l.buf[:0], red[len(red)-keep:]...)
 			}
 			return len(p), nil
 		}
@@ -284,10 +299,7 @@ func (l *stderrLog) lineLocked(line []byte) {
 		return
 	}
 	l.n++
-	text := string(line)
-	for _, v := range l.secrets {
-		text = strings.ReplaceAll(text, v, "[REDACTED]")
-	}
+	text := string(l.redact(line))
 	if len(text) > maxStderrLine {
 		text = text[:maxStderrLine] + "…"
 	}
