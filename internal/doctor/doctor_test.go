@@ -1,15 +1,22 @@
 package doctor_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io/fs"
+	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -117,6 +124,28 @@ type lintCase struct {
 }
 
 // pg selects PostgreSQL with dsn.
+// writeCA writes a self-signed CA certificate (PEM) for sslrootcert and
+// returns its path.
+func writeCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func pg(c *config.Config, dsn string) {
 	c.Storage.Driver, c.Storage.DSN = config.DriverPostgres, dsn
 }
@@ -165,6 +194,21 @@ func lintCases() []lintCase {
 		{"postgres verify-full", func(_ *testing.T, _ env, c *config.Config) {
 			pg(c, "postgres://pc@db.internal/pc?sslmode=verify-full")
 		}, "storage-dsn-no-tls", 0, "", true},
+		{"postgres second host of a multi-host DSN without TLS", func(_ *testing.T, _ env, c *config.Config) {
+			pg(c, "host=127.0.0.1,db2.internal user=pc dbname=pc sslmode=disable")
+		}, "storage-dsn-no-tls", doctor.Critical, "storage.dsn", false},
+		{"postgres multi-host DSN, all verify-full", func(_ *testing.T, _ env, c *config.Config) {
+			pg(c, "host=db1.internal,db2.internal user=pc dbname=pc sslmode=verify-full")
+		}, "storage-dsn-no-tls", 0, "", true},
+		{"postgres sslmode require authenticates no server", func(_ *testing.T, _ env, c *config.Config) {
+			pg(c, "postgres://pc@db.internal/pc?sslmode=require")
+		}, "storage-dsn-tls-unverified", doctor.Warning, "storage.dsn", false},
+		{"postgres sslmode verify-ca checks no host name", func(t *testing.T, _ env, c *config.Config) {
+			pg(c, "postgres://pc@db.internal/pc?sslmode=verify-ca&sslrootcert="+writeCA(t))
+		}, "storage-dsn-tls-unverified", doctor.Warning, "storage.dsn", false},
+		{"postgres verify-full is not unverified", func(_ *testing.T, _ env, c *config.Config) {
+			pg(c, "postgres://pc@db.internal/pc?sslmode=verify-full")
+		}, "storage-dsn-tls-unverified", 0, "", true},
 		{"postgres on loopback without TLS", func(_ *testing.T, _ env, c *config.Config) {
 			pg(c, "postgres://pc@127.0.0.1:5432/pc?sslmode=disable")
 		}, "storage-dsn-no-tls", 0, "", true},

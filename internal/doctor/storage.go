@@ -1,6 +1,8 @@
 package doctor
 
 import (
+	"crypto/tls"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -32,17 +34,50 @@ func (l *linter) storage() {
 			"the PostgreSQL connection string does not parse")
 		return
 	}
-	if localDatabase(pc.Host) {
+	// Every host of a multi-host DSN (host=a,b), each with its own TLS
+	// settings: pgconn tries them in turn (and, with sslmode prefer or
+	// allow, each also in plain text).
+	type attempt struct {
+		host string
+		tls  *tls.Config
+	}
+	attempts := []attempt{{pc.Host, pc.TLSConfig}}
+	for _, fb := range pc.Fallbacks {
+		attempts = append(attempts, attempt{fb.Host, fb.TLSConfig})
+	}
+	var plain, unverified []string
+	mode := ""
+	for _, a := range attempts {
+		if localDatabase(a.host) {
+			continue
+		}
+		switch {
+		case a.tls == nil:
+			plain = appendOnce(plain, a.host)
+		case a.tls.InsecureSkipVerify && a.tls.VerifyPeerCertificate == nil:
+			unverified, mode = appendOnce(unverified, a.host), "sslmode=require checks no certificate"
+		case a.tls.InsecureSkipVerify && mode == "":
+			unverified, mode = appendOnce(unverified, a.host), "sslmode=verify-ca does not check the host name"
+		case a.tls.InsecureSkipVerify:
+			unverified = appendOnce(unverified, a.host)
+		}
+	}
+	if len(plain) > 0 {
+		l.add("storage-dsn-no-tls", l.bySeverity(Critical, Warning), key, "add sslmode=verify-full (with sslrootcert) to the DSN",
+			"the connection to PostgreSQL at %s may be unencrypted (sslmode disable, allow or prefer): the password and every audit record would cross the network in clear", strings.Join(plain, ", "))
 		return
 	}
-	plain := pc.TLSConfig == nil
-	for _, fb := range pc.Fallbacks {
-		plain = plain || fb.TLSConfig == nil // sslmode prefer/allow fall back to plain text
+	if len(unverified) > 0 {
+		l.add("storage-dsn-tls-unverified", Warning, key, "use sslmode=verify-full (with sslrootcert) instead",
+			"the connection to PostgreSQL at %s is encrypted but the server is not authenticated (%s): someone on the path can pose as the database and read or drop audit records", strings.Join(unverified, ", "), mode)
 	}
-	if plain {
-		l.add("storage-dsn-no-tls", l.bySeverity(Critical, Warning), key, "add sslmode=verify-full (with sslrootcert) to the DSN",
-			"the connection to PostgreSQL at %s may be unencrypted (sslmode disable, allow or prefer): the password and every audit record would cross the network in clear", pc.Host)
+}
+
+func appendOnce(list []string, s string) []string {
+	if slices.Contains(list, s) {
+		return list
 	}
+	return append(list, s)
 }
 
 // localDatabase reports whether a PostgreSQL host is a unix socket
