@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -89,7 +90,10 @@ func (s *server) openHTTP(ctx context.Context, token string) (*mcp.ClientSession
 
 // connectHTTP opens the server's shared session (tool discovery, pings and,
 // unless auth.per_user, every call). With per_user, calls use a session
-// per principal opened with that principal's own stored credential.
+// per principal opened with that principal's own stored credential, read
+// again on every call: a session opened with a credential that was since
+// rotated is closed and a new one opened with the new credential, and a
+// deleted credential closes the session and refuses the call.
 func (s *server) connectHTTP(ctx context.Context) (*conn, error) {
 	tok, ok, err := s.token(ctx, "")
 	if err != nil {
@@ -129,22 +133,25 @@ func (s *server) connectHTTP(ctx context.Context) (*conn, error) {
 			us := v.(*userSession)
 			us.mu.Lock()
 			defer us.mu.Unlock()
-			if us.cs != nil {
-				return us.cs, nil
-			}
 			tok, ok, err := s.token(ctx, user)
 			if err != nil {
 				return nil, tool.Errorf(reason.Unavailable, err, "upstream server %s is not available", s.cfg.Name)
 			}
 			if !ok {
+				us.closeLocked() // the credential was deleted: so is its session
 				return nil, tool.Errorf(reason.PermissionDenied, errNoCredential,
 					"no credential for upstream server %s is stored for you", s.cfg.Name)
 			}
+			sum := sha256.Sum256([]byte(tok))
+			if us.cs != nil && us.sum == sum {
+				return us.cs, nil
+			}
+			us.closeLocked() // opened with a credential since rotated
 			ucs, err := s.openHTTP(ctx, tok)
 			if err != nil {
 				return nil, tool.Errorf(reason.Unavailable, err, "upstream server %s refused the connection", s.cfg.Name)
 			}
-			us.cs = ucs
+			us.cs, us.sum = ucs, sum
 			go func() { // a session that ends is reopened on the next call
 				_ = ucs.Wait()
 				us.mu.Lock()
@@ -160,6 +167,15 @@ func (s *server) connectHTTP(ctx context.Context) (*conn, error) {
 }
 
 type userSession struct {
-	mu sync.Mutex
-	cs *mcp.ClientSession
+	mu  sync.Mutex
+	cs  *mcp.ClientSession
+	sum [sha256.Size]byte // SHA-256 of the credential cs was opened with
+}
+
+// closeLocked closes the session, if any; us.mu is held.
+func (us *userSession) closeLocked() {
+	if us.cs != nil {
+		us.cs.Close()
+		us.cs = nil
+	}
 }

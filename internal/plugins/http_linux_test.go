@@ -259,3 +259,55 @@ func TestHTTPUpstreamRedirectKeepsCredential(t *testing.T) {
 		t.Error("a redirecting upstream's tools are offered")
 	}
 }
+
+// rotatingSecrets is a secrets store whose values a test changes between
+// calls (guarded: the gateway's own session reads it in the background).
+type rotatingSecrets struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (r *rotatingSecrets) Get(ctx context.Context, name, user string) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fakeSecrets(r.m).Get(ctx, name, user)
+}
+
+func (r *rotatingSecrets) set(key, value string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if value == "" {
+		delete(r.m, key)
+		return
+	}
+	r.m[key] = value
+}
+
+// TestHTTPUpstreamPerUserRotation: a per-user session follows its
+// credential. After the user's stored credential is replaced by one the
+// upstream refuses, the next call fails (it no longer rides the session
+// opened with the old one); restored, calls work again; deleted, the call
+// is refused as having no credential.
+func TestHTTPUpstreamPerUserRotation(t *testing.T) {
+	tok := rand.Text()
+	url, _ := httpFixture(t, tok)
+	sec := &rotatingSecrets{m: map[string]string{"remote_token/": tok, "remote_token/alice": tok}}
+	_, reg := startHTTP(t, config.ServerConfig{URL: url, Auth: config.ServerAuth{BearerSecret: "remote_token", PerUser: true}}, sec)
+	echo := reg.get("fx", "fx__echo")
+	if res, err := callAs(t, echo, "alice", `{"text":"one"}`); err != nil || res.Text != "one" {
+		t.Fatalf("alice before rotation: %+v, %v", res, err)
+	}
+	sec.set("remote_token/alice", rand.Text()) // rotated to a credential the upstream refuses
+	if res, err := callAs(t, echo, "alice", `{"text":"two"}`); err == nil {
+		t.Fatalf("after rotation to a refused credential the call still ran (%+v): the session kept the old credential", res)
+	}
+	sec.set("remote_token/alice", tok)
+	if res, err := callAs(t, echo, "alice", `{"text":"three"}`); err != nil || res.Text != "three" {
+		t.Fatalf("alice with her credential restored: %+v, %v", res, err)
+	}
+	sec.set("remote_token/alice", "")
+	_, err := callAs(t, echo, "alice", `{"text":"four"}`)
+	if te, ok := tool.AsError(err); !ok || te.Code != reason.PermissionDenied {
+		t.Fatalf("alice after her credential was deleted: %v; want PERMISSION_DENIED", err)
+	}
+}
