@@ -136,7 +136,7 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 	bad := func(seq int64, format string, args ...any) (VerifyReport, error) {
 		rep.BadSeq = seq
 		rep.Problem = fmt.Sprintf(format, args...)
-		if prunedThrough > 0 && !startCovered() {
+		if prunedThrough > 0 && !startCovered() && !coveredAhead(ctx, r, opts.PublicKey, prunedThrough) {
 			// The missing start comes first in sequence order.
 			rep.BadSeq = 1
 			rep.Problem = fmt.Sprintf("records 1..%d are missing and no signed checkpoint covers their removal", prunedThrough)
@@ -276,4 +276,27 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 		rep.Chains = append(rep.Chains, *chains[id])
 	}
 	return rep, nil
+}
+
+// coverLookahead bounds how many checkpoint records coveredAhead reads.
+const coverLookahead = 1000
+
+// coveredAhead reports whether a validly signed checkpoint record after
+// seq names seq. Verify asks when it stops at a break before it reached
+// the checkpoint that covers a pruned start: with several chains, other
+// chains' records lie between the pruned start and that checkpoint, and
+// the break, not the start, is then the first problem. Read errors count
+// as not covered.
+func coveredAhead(ctx context.Context, r Reader, pub ed25519.PublicKey, seq int64) bool {
+	cps, err := r.QueryAudit(ctx, Query{Type: AuditCheckpoint, AfterSeq: seq, Ascending: true, Limit: coverLookahead})
+	if err != nil {
+		return false
+	}
+	for i := range cps {
+		cp, err := ParseCheckpoint([]byte(cps[i].Detail))
+		if err == nil && cp.Seq == seq && cp.Chain == cps[i].Chain && cp.Verify(pub) == nil {
+			return true
+		}
+	}
+	return false
 }
