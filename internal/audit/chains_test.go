@@ -868,24 +868,30 @@ func TestMultiChainPruneWithWriters(t *testing.T) {
 	clock.set(time.Date(2026, 4, 2, 0, 0, 0, 0, time.UTC))
 	cutoff := audit.RetentionCutoff(clock.Now(), 1) // 2026-03-01: January and February may go
 
-	// A sink has shipped through 9: February's checkpoint covers 9 but is
-	// record 11; whatever is pruned, nothing above 9 is.
-	res, err := audit.Prune(ctx, store, wb, cutoff, 9)
+	// A sink has shipped through 8: February's checkpoint covers 9, so
+	// only January's (covering 3) may be used.
+	res, err := audit.Prune(ctx, store, wb, cutoff, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.ThroughSeq > 9 || res.ThroughSeq != 0 && res.ThroughSeq != cps[0].Seq && res.ThroughSeq != cps[1].Seq {
-		t.Fatalf("keepAfter=9: pruned %+v", res)
+	if res.ThroughSeq != cps[0].Seq {
+		t.Fatalf("keepAfter=8: pruned %+v, want through %d", res, cps[0].Seq)
 	}
-	if rep := mustVerify(t, store, verifyOpts()); !rep.OK() {
-		t.Fatalf("after pruning with keepAfter: %+v", rep)
+	if rep := mustVerify(t, store, verifyOpts()); !rep.OK() || rep.PrunedBefore != cps[0].Seq+1 {
+		t.Fatalf("after pruning with keepAfter 8: %+v", rep)
 	}
-	res, err = audit.Prune(ctx, store, wb, cutoff, 0)
+	// Shipped through 9: February's checkpoint covers 9 although its
+	// record is 11, after what was shipped; it is used.
+	res, err = audit.Prune(ctx, store, wb, cutoff, 9)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.ThroughSeq != cps[1].Seq {
-		t.Fatalf("no sink: pruned %+v, want through %d", res, cps[1].Seq)
+		t.Fatalf("keepAfter=9: pruned %+v, want through %d", res, cps[1].Seq)
+	}
+	// Nothing more before the cutoff.
+	if res, err := audit.Prune(ctx, store, wb, cutoff, 0); err != nil || res.ThroughSeq != 0 {
+		t.Fatalf("no sink, after pruning through February: %+v, %v; want nothing pruned", res, err)
 	}
 	rep := mustVerify(t, store, verifyOpts())
 	if !rep.OK() || rep.FirstSeq != cps[1].Seq+1 || rep.PrunedBefore != cps[1].Seq+1 {

@@ -38,6 +38,9 @@ func RetentionCutoff(now time.Time, months int) time.Time {
 	return time.Date(y, m-time.Month(months), 1, 0, 0, 0, 0, time.UTC)
 }
 
+// pruneScan is how many checkpoint records Prune reads per query.
+const pruneScan = 100
+
 // PruneResult says what Prune removed.
 type PruneResult struct {
 	Cutoff     time.Time `json:"cutoff"`
@@ -56,18 +59,30 @@ type PruneResult struct {
 // cursor of the forwarding sinks: records not yet shipped are never pruned).
 func Prune(ctx context.Context, p Pruner, w *Writer, cutoff time.Time, keepAfter int64) (PruneResult, error) {
 	res := PruneResult{Cutoff: cutoff.UTC()}
-	q := Query{Type: AuditCheckpoint, Until: cutoff, Limit: 1}
-	if keepAfter > 0 {
-		// The checkpoint record at seq s covers s-1: prune through s-1 <= keepAfter.
-		q.BeforeSeq = keepAfter + 2
-	}
-	cps, err := p.QueryAudit(ctx, q)
-	if err != nil || len(cps) == 0 {
-		return res, err
-	}
-	cp, err := ParseCheckpoint([]byte(cps[0].Detail))
-	if err != nil {
-		return res, fmt.Errorf("audit: prune: checkpoint record %d: %w", cps[0].Seq, err)
+	// The newest checkpoint before cutoff that names a record at or before
+	// keepAfter. A checkpoint record comes after the record it names, on
+	// a log with several chains possibly some records after it: look at
+	// the newest few.
+	var cp Checkpoint
+	for before := int64(0); ; {
+		cps, err := p.QueryAudit(ctx, Query{Type: AuditCheckpoint, Until: cutoff, BeforeSeq: before, Limit: pruneScan})
+		if err != nil || len(cps) == 0 {
+			return res, err
+		}
+		for i := range cps {
+			c, err := ParseCheckpoint([]byte(cps[i].Detail))
+			if err != nil {
+				return res, fmt.Errorf("audit: prune: checkpoint record %d: %w", cps[i].Seq, err)
+			}
+			if keepAfter <= 0 || c.Seq <= keepAfter {
+				cp = c
+				break
+			}
+		}
+		if cp.Signature != "" {
+			break
+		}
+		before = cps[len(cps)-1].Seq
 	}
 	first, err := p.QueryAudit(ctx, Query{Ascending: true, Limit: 1})
 	if err != nil {

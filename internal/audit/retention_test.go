@@ -91,3 +91,52 @@ func TestPruneKeepsUnshipped(t *testing.T) {
 		t.Errorf("third run: %+v %v", res, err)
 	}
 }
+
+// TestPruneScansPastNewerCheckpoints: the checkpoint a sink's cursor
+// allows may be far older than the newest ones before the cutoff (a sink
+// that stalled while checkpoints kept being written); Prune pages back
+// through them to it.
+func TestPruneScansPastNewerCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	clock := &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "a.db"), sqlite.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	chain := audittest.Chain()
+	w, err := audit.NewWriter(audit.Config{CommitTimeout: time.Minute, QueueSize: 16, MaxBatch: 8, Chain: chain}, db,
+		clock.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close(ctx)
+	// 250 record + checkpoint pairs in January: checkpoint record 2k
+	// covers record 2k-1.
+	for i := range 250 {
+		clock.set(time.Date(2026, 1, 1, 0, i, 0, 0, time.UTC))
+		if err := w.Emit(ctx, &audit.Event{Type: audit.ToolCallStart, Principal: "dev"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.set(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	cutoff := audit.RetentionCutoff(clock.Now(), 1) // 2026-02-01
+	res, err := audit.Prune(ctx, db, w, cutoff, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ThroughSeq != 11 || res.Deleted != 11 {
+		t.Fatalf("sink shipped through 12: pruned %+v, want through 11 (the checkpoint 238 records back)", res)
+	}
+	rep, err := audit.Verify(ctx, db, audit.VerifyOptions{Chain: chain, PublicKey: chain.PublicKey()})
+	if err != nil || !rep.OK() || rep.PrunedBefore != 12 {
+		t.Fatalf("after pruning: %+v, %v", rep, err)
+	}
+	// Without a sink: through the newest checkpoint before the cutoff.
+	if res, err := audit.Prune(ctx, db, w, cutoff, 0); err != nil || res.ThroughSeq != 499 {
+		t.Fatalf("no sink: %+v, %v; want through 499, the newest checkpoint's", res, err)
+	}
+}
