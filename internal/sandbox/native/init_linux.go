@@ -559,8 +559,13 @@ func setPidsMax(fd, budget int) error {
 }
 
 // nprocSlack puts RLIMIT_NPROC above the budget: the rlimit is checked
-// before the cgroup, and only the cgroup counts what it refuses.
-const nprocSlack = 2
+// before the cgroup, and only the cgroup counts what it refuses. With a
+// slack of 2, a fork bomb racing its own exits was sometimes refused by
+// the rlimit first (about 1 run in 60 while other sandboxes ran, seen in
+// CI): the run then reported no PIDS_EXHAUSTED. The rlimit only backs the
+// cgroup up here; with 32 it stays a bound should the cgroup fail, and
+// 200 runs under the same load all reported the violation.
+const nprocSlack = 32
 
 // programRlimits returns the resource limits the program sets on itself
 // just before exec (see childAfterFork). The init only sets RLIMIT_CORE=0,
