@@ -122,3 +122,65 @@ func TestStderrLogSecretAcrossEndlessLineCut(t *testing.T) {
 		}
 	}
 }
+
+// TestStderrLogLongAndRepeatedSecrets: a secret longer than the endless
+// line's cut, or a shorter one repeated until redaction shrinks the buffer
+// below what must be kept back, is redacted and never crashes the
+// gateway (a slice out of range in the copy goroutine would).
+func TestStderrLogLongAndRepeatedSecrets(t *testing.T) {
+	long := strings.Repeat("K9x", 5000/3)    // 4,998 bytes, longer than the cut
+	mid := "sk_" + strings.Repeat("m4", 150) // 303 bytes
+	for _, tc := range []struct {
+		name   string
+		secret string
+		stream string
+	}{
+		{"secret longer than the cut", long, "a" + long + strings.Repeat("b", 4097)},
+		{"secret repeated on one line", mid, strings.Repeat(mid, 14) + strings.Repeat("c", 500)},
+		{"secret repeated, then more", mid, strings.Repeat(mid+" ", 40) + strings.Repeat("d", 9000)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, chunk := range []int{1, 64, 4096, 1 << 16} {
+				l := &lineLog{}
+				w := newStderrLog(l, 1000, []string{tc.secret})
+				for s := tc.stream; len(s) > 0; {
+					n := min(chunk, len(s))
+					if _, err := w.Write([]byte(s[:n])); err != nil {
+						t.Fatal(err)
+					}
+					s = s[n:]
+				}
+				w.flush()
+				half := tc.secret[len(tc.secret)/2:]
+				for _, line := range l.lines {
+					if strings.Contains(line, half[:32]) {
+						t.Fatalf("writes of %d: a logged line holds part of the secret: %.80q", chunk, line)
+					}
+				}
+				if len(w.buf) > 0 {
+					t.Fatalf("writes of %d: %d bytes left after flush", chunk, len(w.buf))
+				}
+			}
+		})
+	}
+}
+
+// TestStderrLogMultiLineSecret: a PEM key printed to stderr is logged line
+// by line; each of its lines is redacted, none of its body shows.
+func TestStderrLogMultiLineSecret(t *testing.T) {
+	body := []string{strings.Repeat("MIIEvQIBADANBgkqhkiG9w0BAQEFAASC", 2), strings.Repeat("BKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj", 2), "MgW2dAoGBAMJ"}
+	pemKey := "-----BEGIN PRIVATE KEY-----\n" + strings.Join(body, "\n") + "\n-----END PRIVATE KEY-----\n"
+	l := &lineLog{}
+	w := newStderrLog(l, 1000, []string{pemKey, "tok-" + strings.Repeat("z", 20)})
+	w.Write([]byte("loaded key:\n" + strings.ReplaceAll(pemKey, "\n", "\r\n") + "done\n"))
+	w.flush()
+	all := strings.Join(l.lines, "\n")
+	for _, b := range body {
+		if strings.Contains(all, b) {
+			t.Errorf("a line of the key's body was logged: %q\n%s", b, all)
+		}
+	}
+	if !strings.Contains(all, "loaded key") || !strings.Contains(all, "done") || strings.Count(all, "[REDACTED]") < len(body) {
+		t.Errorf("log %q: want the surrounding lines kept and every key line redacted", all)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -114,12 +115,16 @@ func (s *server) connectHTTP(ctx context.Context) (*conn, error) {
 	}()
 	c := &conn{session: cs, done: done, exit: func() exitInfo { return exitInfo{err: waitErr} }}
 	var users sync.Map // principal name → *userSession
+	var stopped atomic.Bool
 	c.stop = func() {
+		stopped.Store(true) // before the walk: a user session made later sees it
 		cs.Close()
 		users.Range(func(_, v any) bool {
-			if us := v.(*userSession); us.cs != nil {
-				us.cs.Close()
-			}
+			us := v.(*userSession)
+			us.mu.Lock()
+			us.stopped = true // no session is opened after stop
+			us.closeLocked()
+			us.mu.Unlock()
 			return true
 		})
 	}
@@ -133,6 +138,9 @@ func (s *server) connectHTTP(ctx context.Context) (*conn, error) {
 			us := v.(*userSession)
 			us.mu.Lock()
 			defer us.mu.Unlock()
+			if us.stopped || stopped.Load() {
+				return nil, tool.Errorf(reason.Unavailable, errStopped, "upstream server %s is not available", s.cfg.Name)
+			}
 			tok, ok, err := s.token(ctx, user)
 			if err != nil {
 				return nil, tool.Errorf(reason.Unavailable, err, "upstream server %s is not available", s.cfg.Name)
@@ -167,10 +175,15 @@ func (s *server) connectHTTP(ctx context.Context) (*conn, error) {
 }
 
 type userSession struct {
-	mu  sync.Mutex
-	cs  *mcp.ClientSession
-	sum [sha256.Size]byte // SHA-256 of the credential cs was opened with
+	mu      sync.Mutex
+	cs      *mcp.ClientSession
+	sum     [sha256.Size]byte // SHA-256 of the credential cs was opened with
+	stopped bool              // the server's connection was stopped
 }
+
+// errStopped: a per-user session was asked for after the server's
+// connection stopped.
+var errStopped = errors.New("upstream connection stopped")
 
 // closeLocked closes the session, if any; us.mu is held.
 func (us *userSession) closeLocked() {

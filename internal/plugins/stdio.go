@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -244,12 +245,25 @@ const maxStderrLine = 1024
 
 func newStderrLog(log interface{ Info(string, ...any) }, limit int, secrets []string) *stderrLog {
 	l := &stderrLog{log: log, limit: limit}
-	for _, v := range secrets {
+	keep := func(v string) {
 		if len(v) >= 4 { // shorter values would redact ordinary text
 			l.secrets = append(l.secrets, v)
 			l.longest = max(l.longest, len(v))
 		}
 	}
+	for _, v := range secrets {
+		keep(v)
+		if strings.ContainsAny(v, "\r\n") {
+			// Logged line by line, a multi-line secret (a PEM key, a JSON
+			// credential) never appears whole: redact each of its lines.
+			for _, line := range strings.FieldsFunc(v, func(r rune) bool { return r == '\n' || r == '\r' }) {
+				keep(line)
+			}
+		}
+	}
+	// Longest first, so that a line of a secret never breaks up a longer
+	// secret that contains it before that one is replaced.
+	slices.SortStableFunc(l.secrets, func(a, b string) int { return len(b) - len(a) })
 	return l
 }
 
@@ -274,9 +288,13 @@ func (l *stderrLog) Write(p []byte) (int, error) {
 				// An endless line: emit what we have, but keep back the
 				// last longest-1 bytes, where a secret may have started:
 				// cut there, its two halves would escape redaction.
+				// (Redaction may shrink the buffer below what must be
+				// kept: then nothing is safe to emit yet.)
 				red := l.redact(l.buf)
-				keep := max(l.longest-1, 0)
-				l.lineLocked(red[:len(red)-keep])
+				keep := min(max(l.longest-1, 0), len(red))
+				if keep < len(red) {
+					l.lineLocked(red[:len(red)-keep])
+				}
 				l.buf = append(l.buf[:0], red[len(red)-keep:]...)
 			}
 			return len(p), nil
