@@ -259,8 +259,10 @@ func newAuditCheckpointCmd(g *globalFlags, af *adminFlags) *cobra.Command {
 		Use:   "checkpoint [--output FILE]",
 		Short: "Write a signed checkpoint of the chain head now and export it",
 		Long: `Checkpoint asks the running server to append a signed audit.checkpoint
-record and prints the checkpoint (sequence, head hash, time, Ed25519 public
-key and signature) as JSON. Keep it outside the gateway's machine: later,
+record and prints the checkpoint (the server's chain and the sequence and
+hash of its record before the checkpoint; with several replicas also the
+log's record before it, log_seq and log_hash; time, Ed25519 public key and
+signature) as JSON. Keep it outside the gateway's machine: later,
 "portcullis audit verify --checkpoint FILE" proves that no record up to it
 was altered and that the log was not truncated behind it. The server also
 writes one every audit.checkpoint_interval to <data-dir>/audit-checkpoint.json.`,
@@ -278,7 +280,8 @@ writes one every audit.checkpoint_interval to <data-dir>/audit-checkpoint.json.`
 				if err := app.WriteCheckpointFile(output, cp); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "checkpoint at seq %d written to %s\n", cp.Seq, output)
+				seq, _ := cp.LogPosition()
+				fmt.Fprintf(cmd.OutOrStdout(), "checkpoint at seq %d written to %s\n", seq, output)
 				return nil
 			}
 			b, _ := json.MarshalIndent(cp, "", "  ")

@@ -118,36 +118,45 @@ func (c *Chain) PublicKey() ed25519.PublicKey {
 }
 
 // Seal links e to the record before it in a log with one chain: it is
-// SealAt(e, prevSeq+1, Head{prevSeq, prevHash}).
+// SealAt(e, h, h) with h = Head{prevSeq, prevHash}.
 func (c *Chain) Seal(e *Event, prevSeq int64, prevHash string) error {
-	return c.SealAt(e, prevSeq+1, Head{Seq: prevSeq, Hash: prevHash})
+	h := Head{Seq: prevSeq, Hash: prevHash}
+	return c.SealAt(e, h, h)
 }
 
-// SealAt seals e as record seq of the log, linked to prev, the head of c's
-// chain: it sets e.Chain = c.ID(), e.Seq = seq, e.PrevHash = prev.Hash and
-// e.Hash. A checkpoint event (Type AuditCheckpoint) first gets its Detail
-// set to the signed Checkpoint of prev, so a checkpoint always covers the
-// record of its chain just before it. seq must be above prev.Seq. Backends
-// call SealAt inside the transaction that inserts e, after reading the
-// chain head and the log's newest sequence number in that same
-// transaction, under a lock that orders commits by sequence number.
-func (c *Chain) SealAt(e *Event, seq int64, prev Head) error {
-	if seq <= prev.Seq || seq < 1 {
-		return fmt.Errorf("audit: seal at seq %d after chain head %d", seq, prev.Seq)
+// SealAt seals e as the record after last, the log's newest record (of
+// any chain; Head{} for an empty log), linked to prev, the head of c's
+// chain: it sets e.Chain = c.ID(), e.Seq = last.Seq+1, e.PrevHash =
+// prev.Hash and e.Hash. A checkpoint event (Type AuditCheckpoint) first
+// gets its Detail set to the signed Checkpoint of both: the record of its
+// chain just before it (prev) and, when that is not the same, the log's
+// record just before it (last), so that an exported checkpoint covers
+// every record before it whichever replica wrote it. last.Seq must not
+// be below prev.Seq. Backends call SealAt inside the transaction that
+// inserts e, after reading the log's newest record and the chain head in
+// that same transaction, under a lock that orders commits by sequence
+// number.
+func (c *Chain) SealAt(e *Event, last, prev Head) error {
+	if last.Seq < prev.Seq || prev.Seq < 0 {
+		return fmt.Errorf("audit: seal after log record %d with chain head %d", last.Seq, prev.Seq)
 	}
 	if e.Type == AuditCheckpoint {
 		if c.signer == nil {
 			return errors.New("audit: checkpoint without a signing key")
 		}
-		cp := c.sign(c.id, prev.Seq, prev.Hash, e.Time)
-		b, err := json.Marshal(cp)
+		cp := Checkpoint{Chain: c.id, Seq: prev.Seq, Hash: prev.Hash}
+		if last.Seq != prev.Seq {
+			cp.LogSeq, cp.LogHash = last.Seq, last.Hash
+		}
+		c.sign(&cp, e.Time)
+		b, err := json.Marshal(&cp)
 		if err != nil {
 			return err
 		}
 		e.Detail = string(b)
 	}
 	e.Chain = c.id
-	e.Seq = seq
+	e.Seq = last.Seq + 1
 	e.PrevHash = prev.Hash
 	e.Hash = c.hash(e)
 	return nil
@@ -228,33 +237,48 @@ func writeCanonical(w io.Writer, e *Event) {
 // retention.
 type Checkpoint struct {
 	// Chain is the chain id ("" for the default chain, omitted).
-	Chain string    `json:"chain,omitempty"`
-	Seq   int64     `json:"seq"`
-	Hash  string    `json:"hash"`
-	Time  time.Time `json:"time"`
+	Chain string `json:"chain,omitempty"`
+	Seq   int64  `json:"seq"`
+	Hash  string `json:"hash"`
+	// LogSeq and LogHash name the log's record just before the checkpoint
+	// record when that is another chain's (several replicas): what an
+	// exported checkpoint covers. Omitted (0, "") when it is the chain's
+	// record Seq; see LogPosition.
+	LogSeq  int64     `json:"log_seq,omitempty"`
+	LogHash string    `json:"log_hash,omitempty"`
+	Time    time.Time `json:"time"`
 	// PublicKey is the Ed25519 key (base64, 32 bytes) that signed it.
 	PublicKey string `json:"public_key"`
 	// Signature is Ed25519 (base64) over SignedMessage.
 	Signature string `json:"signature"`
 }
 
+// LogPosition returns the log record the checkpoint covers everything up
+// to: LogSeq and LogHash when set, else Seq and Hash.
+func (cp *Checkpoint) LogPosition() (int64, string) {
+	if cp.LogSeq != 0 {
+		return cp.LogSeq, cp.LogHash
+	}
+	return cp.Seq, cp.Hash
+}
+
 // SignedMessage is the byte string a checkpoint's signature covers: v1
-// for the default chain (as before chains had names), v2 with the chain id
-// on its own line otherwise.
+// for the default chain of a log with one chain (as before chains had
+// names), v2 with the chain id and the log position otherwise.
 func (cp *Checkpoint) SignedMessage() []byte {
-	if cp.Chain != "" {
-		return fmt.Appendf(nil, "portcullis-audit-checkpoint-v2\n%s\n%d\n%s\n%s",
-			cp.Chain, cp.Seq, cp.Hash, cp.Time.UTC().Format(time.RFC3339Nano))
+	if cp.Chain != "" || cp.LogSeq != 0 {
+		return fmt.Appendf(nil, "portcullis-audit-checkpoint-v2\n%s\n%d\n%s\n%d\n%s\n%s",
+			cp.Chain, cp.Seq, cp.Hash, cp.LogSeq, cp.LogHash, cp.Time.UTC().Format(time.RFC3339Nano))
 	}
 	return fmt.Appendf(nil, "portcullis-audit-checkpoint-v1\n%d\n%s\n%s",
 		cp.Seq, cp.Hash, cp.Time.UTC().Format(time.RFC3339Nano))
 }
 
-func (c *Chain) sign(chain string, seq int64, hash string, at time.Time) Checkpoint {
-	cp := Checkpoint{Chain: chain, Seq: seq, Hash: hash, Time: at.UTC(),
-		PublicKey: base64.StdEncoding.EncodeToString(c.PublicKey())}
+// sign completes cp (time, public key, signature) as c's signer.
+func (c *Chain) sign(cp *Checkpoint, at time.Time) {
+	cp.Time = at.UTC()
+	cp.PublicKey = base64.StdEncoding.EncodeToString(c.PublicKey())
 	cp.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(c.signer, cp.SignedMessage()))
-	return cp
 }
 
 // Errors of checkpoint verification.
@@ -292,8 +316,19 @@ func ParseCheckpoint(b []byte) (Checkpoint, error) {
 		return cp, errors.New("audit: checkpoint: data after the JSON object")
 	}
 	if _, err := hex.DecodeString(cp.Hash); err != nil || cp.Seq < 0 || len(cp.Hash) != 2*sha256.Size ||
-		cp.Hash != strings.ToLower(cp.Hash) || cp.Signature == "" || !ValidChainID(cp.Chain) {
+		cp.Hash != strings.ToLower(cp.Hash) || cp.Signature == "" || !ValidChainID(cp.Chain) ||
+		cp.LogSeq < 0 || cp.LogSeq != 0 && cp.LogSeq <= cp.Seq || !validLogHash(cp.LogSeq, cp.LogHash) {
 		return cp, errors.New("audit: checkpoint: missing or malformed fields")
 	}
 	return cp, nil
+}
+
+// validLogHash: a log position names a sealed record (64 lowercase hex
+// digits) or an unsealed one from before the chain existed ("").
+func validLogHash(seq int64, h string) bool {
+	if seq == 0 || h == "" {
+		return seq != 0 || h == ""
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil && len(h) == 2*sha256.Size && h == strings.ToLower(h)
 }

@@ -9,7 +9,9 @@ import (
 
 // Checkpoint appends a signed audit.checkpoint record through the writer
 // and returns the checkpoint it holds: the sequence and hash of the record
-// just before it, signed with the chain's Ed25519 key. Export it (keep it
+// of the writer's chain just before it and, when another chain's record
+// lies between, of the log's record just before it (Checkpoint.LogSeq),
+// signed with the chain's Ed25519 key. Export it (keep it
 // outside the database) to detect later truncation.
 func (w *Writer) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	e := &Event{Type: AuditCheckpoint, Principal: SystemPrincipal, Status: StatusOK}
@@ -49,9 +51,10 @@ type PruneResult struct {
 }
 
 // Prune applies retention: it finds the newest checkpoint record written
-// before cutoff and deletes every record it covers (sequence <= the
-// checkpoint's Seq). The checkpoint record itself stays as the new first
-// record, so the remaining chain still verifies from a signed anchor.
+// before cutoff and deletes every record it covers (sequence <= its log
+// position, the record just before it). The checkpoint record itself stays
+// as the new first record, so the remaining chains still verify from a
+// signed anchor.
 // Records after the last checkpoint before cutoff stay even if older than
 // cutoff: retention never breaks the chain. The removal is recorded as an
 // audit.prune record (written first: if it cannot be, nothing is deleted).
@@ -59,11 +62,11 @@ type PruneResult struct {
 // cursor of the forwarding sinks: records not yet shipped are never pruned).
 func Prune(ctx context.Context, p Pruner, w *Writer, cutoff time.Time, keepAfter int64) (PruneResult, error) {
 	res := PruneResult{Cutoff: cutoff.UTC()}
-	// The newest checkpoint before cutoff that names a record at or before
-	// keepAfter. A checkpoint record comes after the record it names, on
-	// a log with several chains possibly some records after it: look at
-	// the newest few.
+	// The newest checkpoint before cutoff whose log position (the log's
+	// record just before the checkpoint record) is at or before keepAfter.
 	var cp Checkpoint
+	var through int64
+	var throughHash string
 	for before := int64(0); ; {
 		cps, err := p.QueryAudit(ctx, Query{Type: AuditCheckpoint, Until: cutoff, BeforeSeq: before, Limit: pruneScan})
 		if err != nil || len(cps) == 0 {
@@ -74,8 +77,8 @@ func Prune(ctx context.Context, p Pruner, w *Writer, cutoff time.Time, keepAfter
 			if err != nil {
 				return res, fmt.Errorf("audit: prune: checkpoint record %d: %w", cps[i].Seq, err)
 			}
-			if keepAfter <= 0 || c.Seq <= keepAfter {
-				cp = c
+			if seq, hash := c.LogPosition(); keepAfter <= 0 || seq <= keepAfter {
+				cp, through, throughHash = c, seq, hash
 				break
 			}
 		}
@@ -88,19 +91,19 @@ func Prune(ctx context.Context, p Pruner, w *Writer, cutoff time.Time, keepAfter
 	if err != nil {
 		return res, err
 	}
-	if len(first) == 0 || first[0].Seq > cp.Seq {
+	if len(first) == 0 || first[0].Seq > through {
 		return res, nil // already pruned through this checkpoint
 	}
-	detail, _ := json.Marshal(map[string]any{"through_seq": cp.Seq, "cutoff": res.Cutoff,
-		"checkpoint_hash": cp.Hash})
+	detail, _ := json.Marshal(map[string]any{"through_seq": through, "cutoff": res.Cutoff,
+		"checkpoint_hash": throughHash, "checkpoint_chain": cp.Chain})
 	if err := w.Emit(ctx, &Event{Type: AuditPrune, Principal: SystemPrincipal, Status: StatusOK,
 		Detail: string(detail)}); err != nil {
 		return res, err
 	}
-	n, err := p.PruneAudit(ctx, cp.Seq)
+	n, err := p.PruneAudit(ctx, through)
 	if err != nil {
 		return res, err
 	}
-	res.ThroughSeq, res.Deleted = cp.Seq, n
+	res.ThroughSeq, res.Deleted = through, n
 	return res, nil
 }

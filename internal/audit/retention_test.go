@@ -21,24 +21,32 @@ type stepClock struct {
 func (c *stepClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
 func (c *stepClock) set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
-// TestPruneKeepsUnshipped: retention prunes through the newest checkpoint
-// before the cutoff, but never past records a sink has not shipped
-// (keepAfter), and the remaining chain verifies from its anchor.
-func TestPruneKeepsUnshipped(t *testing.T) {
-	ctx := context.Background()
-	clock := &stepClock{now: time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)}
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "a.db"), sqlite.Options{Logger: slog.New(slog.DiscardHandler)})
+// pruneFixture opens a SQLite store and a writer on it, with a clock
+// starting at start; both are closed when t ends.
+func pruneFixture(t *testing.T, start time.Time) (*sqlite.DB, *audit.Writer, *stepClock, *audit.Chain) {
+	t.Helper()
+	clock := &stepClock{now: start}
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "a.db"), sqlite.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	chain := audittest.Chain()
 	w, err := audit.NewWriter(audit.Config{CommitTimeout: time.Minute, QueueSize: 16, MaxBatch: 8, Chain: chain}, db,
 		clock.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close(ctx)
+	t.Cleanup(func() { w.Close(context.Background()) })
+	return db, w, clock, chain
+}
+
+// TestPruneKeepsUnshipped: retention prunes through the newest checkpoint
+// before the cutoff, but never past records a sink has not shipped
+// (keepAfter), and the remaining chain verifies from its anchor.
+func TestPruneKeepsUnshipped(t *testing.T) {
+	ctx := context.Background()
+	db, w, clock, chain := pruneFixture(t, time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC))
 	// January, February, March: 3 records and a checkpoint each month.
 	var cps []audit.Checkpoint
 	for m := 1; m <= 3; m++ {
@@ -98,19 +106,7 @@ func TestPruneKeepsUnshipped(t *testing.T) {
 // through them to it.
 func TestPruneScansPastNewerCheckpoints(t *testing.T) {
 	ctx := context.Background()
-	clock := &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "a.db"), sqlite.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	chain := audittest.Chain()
-	w, err := audit.NewWriter(audit.Config{CommitTimeout: time.Minute, QueueSize: 16, MaxBatch: 8, Chain: chain}, db,
-		clock.Now, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close(ctx)
+	db, w, clock, chain := pruneFixture(t, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	// 250 record + checkpoint pairs in January: checkpoint record 2k
 	// covers record 2k-1.
 	for i := range 250 {

@@ -102,23 +102,47 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 	if len(opts.PublicKey) != ed25519.PublicKeySize {
 		return rep, errors.New("audit: verify needs the checkpoint public key")
 	}
-	anchors := map[int64]*Checkpoint{}
+	// Each exported checkpoint names up to two records that must still be
+	// there as they were: the record of its chain (Seq, Hash, Chain) and
+	// the log's record before it (LogSeq, LogHash; any chain).
+	anchors := map[int64]*Checkpoint{}    // by the seq of the chain's record
+	anchorAt := map[int64][]*Checkpoint{} // by either record it names
+	anchorSeen := map[*Checkpoint]bool{}  // anchors with a named record seen
+	expect := map[int64]anchorExpect{}
 	var maxAnchor *Checkpoint
+	var maxPos int64
 	for i := range opts.Anchors {
 		a := &opts.Anchors[i]
 		if err := a.Verify(opts.PublicKey); err != nil {
 			return rep, fmt.Errorf("exported checkpoint at seq %d: %w", a.Seq, err)
 		}
-		if b, ok := anchors[a.Seq]; ok && (b.Hash != a.Hash || b.Chain != a.Chain) {
-			return rep, fmt.Errorf("two exported checkpoints disagree about seq %d", a.Seq)
+		logSeq, logHash := a.LogPosition()
+		for _, x := range []anchorExpect{{seq: a.Seq, hash: a.Hash, chain: a.Chain, chainKnown: true},
+			{seq: logSeq, hash: logHash}} {
+			if x.seq == 0 {
+				continue // the genesis position of an empty chain
+			}
+			if y, ok := expect[x.seq]; ok && (y.hash != x.hash || y.chainKnown && x.chainKnown && y.chain != x.chain) {
+				return rep, fmt.Errorf("two exported checkpoints disagree about seq %d", x.seq)
+			} else if ok && y.chainKnown {
+				continue
+			}
+			expect[x.seq] = x
 		}
-		anchors[a.Seq] = a
-		if maxAnchor == nil || a.Seq > maxAnchor.Seq {
-			maxAnchor = a
+		if a.Seq != 0 {
+			anchors[a.Seq] = a
+			anchorAt[a.Seq] = append(anchorAt[a.Seq], a)
+		}
+		if logSeq != a.Seq {
+			anchorAt[logSeq] = append(anchorAt[logSeq], a)
+		}
+		if maxAnchor == nil || logSeq > maxPos {
+			maxAnchor, maxPos = a, logSeq
 		}
 	}
-	var prevSeq int64 // last record seen, sealed or not
-	sealed := false   // a sealed record was seen
+	var prevSeq int64      // last record seen, sealed or not
+	var prevRecHash string // its hash ("" if unsealed)
+	sealed := false        // a sealed record was seen
 	var prunedThrough int64
 	chains := map[string]*ChainReport{}
 	var order []string
@@ -133,14 +157,17 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 		a, ok := anchors[prunedThrough]
 		return coveredBy[prunedThrough] || ok && chains[a.Chain] != nil && firstPrev[a.Chain] == a.Hash
 	}
+	uncovered := func() (VerifyReport, error) {
+		rep.BadSeq = 1
+		rep.Problem = fmt.Sprintf("records 1..%d are missing and no signed checkpoint covers their removal", prunedThrough)
+		return rep, nil
+	}
 	bad := func(seq int64, format string, args ...any) (VerifyReport, error) {
+		if prunedThrough > 0 && !startCovered() && !coveredAhead(ctx, r, opts.PublicKey, prunedThrough) {
+			return uncovered() // the missing start comes first in sequence order
+		}
 		rep.BadSeq = seq
 		rep.Problem = fmt.Sprintf(format, args...)
-		if prunedThrough > 0 && !startCovered() && !coveredAhead(ctx, r, opts.PublicKey, prunedThrough) {
-			// The missing start comes first in sequence order.
-			rep.BadSeq = 1
-			rep.Problem = fmt.Sprintf("records 1..%d are missing and no signed checkpoint covers their removal", prunedThrough)
-		}
 		return rep, nil
 	}
 	for {
@@ -159,7 +186,7 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 			if prevSeq != 0 && e.Seq != prevSeq+1 {
 				return bad(prevSeq+1, "records %d..%d are missing (deleted)", prevSeq+1, e.Seq-1)
 			}
-			if a, ok := anchors[e.Seq]; ok && (a.Hash != e.Hash || a.Chain != e.Chain) {
+			if x, ok := expect[e.Seq]; ok && (x.hash != e.Hash || x.chainKnown && x.chain != e.Chain) {
 				return bad(e.Seq, "record differs from the exported checkpoint (rewritten after it was exported)")
 			}
 			if e.Hash == "" && e.PrevHash == "" && e.Chain == "" && !sealed && opts.AcceptUnsealedPrefix {
@@ -167,7 +194,7 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 					return bad(1, "records 1..%d are missing", e.Seq-1)
 				}
 				rep.Unsealed++
-				prevSeq = e.Seq
+				prevSeq, prevRecHash = e.Seq, ""
 				continue
 			}
 			if e.Hash == "" {
@@ -179,6 +206,13 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 				// pruned what came before (checked at the end).
 				if rep.Unsealed == 0 && e.Seq != 1 {
 					prunedThrough = e.Seq - 1
+				}
+				if rep.Unsealed > 0 && e.Chain != "" {
+					// Records from before the chain existed are the default
+					// chain's start; a sealed chain right after them must be
+					// that chain, or whole chains could be stripped of their
+					// seals and passed off as that prefix.
+					return bad(e.Seq, "the first sealed record after the unsealed prefix is on chain %q, not the default chain", e.Chain)
 				}
 				sealed = true
 			}
@@ -224,7 +258,13 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 				if cp.Chain != e.Chain || cp.Seq != named || cp.Hash != e.PrevHash {
 					return bad(e.Seq, "checkpoint record names seq %d of chain %q, not the record of its chain before it", cp.Seq, cp.Chain)
 				}
-				coveredBy[cp.Seq] = true
+				// And the log's record before it, unless retention
+				// pruned it (this checkpoint then covers the pruning).
+				logSeq, logHash := cp.LogPosition()
+				if logSeq != e.Seq-1 || prevSeq != 0 && prevSeq == logSeq && logHash != prevRecHash {
+					return bad(e.Seq, "checkpoint record names seq %d of the log, not the record before it", logSeq)
+				}
+				coveredBy[cp.Seq], coveredBy[logSeq] = true, true
 				rep.Checkpoints++
 			case AuditPrune:
 				var d struct {
@@ -234,10 +274,13 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 					pruneRecorded[d.ThroughSeq] = true
 				}
 			}
-			if _, ok := anchors[e.Seq]; ok {
-				rep.Anchors++
+			for _, a := range anchorAt[e.Seq] {
+				if !anchorSeen[a] {
+					anchorSeen[a] = true
+					rep.Anchors++
+				}
 			}
-			prevSeq = e.Seq
+			prevSeq, prevRecHash = e.Seq, e.Hash
 			c.Records++
 			c.LastSeq, c.HeadHash = e.Seq, e.Hash
 			rep.Records++
@@ -256,7 +299,7 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 		// (audit.prune, written before it deletes); without both, someone
 		// else removed them.
 		if !startCovered() {
-			return bad(1, "")
+			return uncovered()
 		}
 		if !pruneRecorded[prunedThrough] {
 			return bad(1, "records 1..%d were removed at a checkpoint, but no audit.prune record says retention removed them", prunedThrough)
@@ -266,9 +309,9 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 	if rep.Unsealed > 0 && rep.Records == 0 {
 		rep.LastSeq = prevSeq
 	}
-	if maxAnchor != nil && maxAnchor.Seq > rep.LastSeq {
+	if maxAnchor != nil && maxPos > rep.LastSeq {
 		return bad(rep.LastSeq+1, "truncated: an exported checkpoint (%s) names seq %d but the log ends at %d",
-			maxAnchor.Time.Format(time.RFC3339), maxAnchor.Seq, rep.LastSeq)
+			maxAnchor.Time.Format(time.RFC3339), maxPos, rep.LastSeq)
 	}
 	// Anchors older than the first record were pruned with it; the ones in
 	// range were all matched above (a missing one would be a gap).
@@ -294,9 +337,19 @@ func coveredAhead(ctx context.Context, r Reader, pub ed25519.PublicKey, seq int6
 	}
 	for i := range cps {
 		cp, err := ParseCheckpoint([]byte(cps[i].Detail))
-		if err == nil && cp.Seq == seq && cp.Chain == cps[i].Chain && cp.Verify(pub) == nil {
+		logSeq, _ := cp.LogPosition()
+		if err == nil && (cp.Seq == seq || logSeq == seq) && cp.Chain == cps[i].Chain && cp.Verify(pub) == nil {
 			return true
 		}
 	}
 	return false
+}
+
+// anchorExpect is a record an exported checkpoint says must be there:
+// its hash, and its chain when known.
+type anchorExpect struct {
+	seq        int64
+	hash       string
+	chain      string
+	chainKnown bool
 }

@@ -20,8 +20,10 @@ var (
 )
 
 // Backend persists audit events. AppendAudit must, in one transaction (all
-// or nothing), read the chain head, seal every event onto it in order with
-// chain.Seal (which sets Seq, PrevHash and Hash) and insert it, and return
+// or nothing) and under a lock that orders commits by sequence number,
+// read the log's newest record and the head of chain.ID()'s chain, seal
+// every event onto them in order with chain.SealAt (which sets Chain, Seq,
+// PrevHash and Hash) and insert it, and return
 // only once the transaction is durable. ProbeWrite makes one small durable
 // write, to tell when a failed store (full disk, read-only file system)
 // takes writes again.

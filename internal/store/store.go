@@ -21,7 +21,32 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
 	ErrInvalid  = errors.New("invalid")
+	// ErrSchemaNewer: the database was migrated by a newer Portcullis
+	// than this binary; opening it is refused rather than risking writes
+	// the newer schema does not expect (a rolling upgrade left a replica
+	// on the old version).
+	ErrSchemaNewer = errors.New("database schema is newer than this binary")
 )
+
+// SchemaVersions is what a backend's migration tool reports: the
+// database's current schema version and the newest one the binary embeds.
+type SchemaVersions interface {
+	GetDBVersion(ctx context.Context) (int64, error)
+}
+
+// CheckSchemaNotNewer returns an error wrapping ErrSchemaNewer when the
+// database's schema version (from p) is above newest, the newest
+// migration this binary embeds.
+func CheckSchemaNotNewer(ctx context.Context, p SchemaVersions, newest int64) error {
+	cur, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("schema version: %w", err)
+	}
+	if cur > newest {
+		return fmt.Errorf("%w (version %d; this binary knows up to %d): run the newer version on every replica, or restore a backup taken before it migrated", ErrSchemaNewer, cur, newest)
+	}
+	return nil
+}
 
 // User is a person or agent identity.
 type User struct {

@@ -60,7 +60,9 @@ func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*aud
 	if len(events) == 0 {
 		return nil
 	}
-	tx, err := db.pool.Begin(ctx)
+	// Read committed, whatever the server's default: the heads must be
+	// read after the lock is granted, not from a snapshot taken before.
+	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		return wrap("audit begin", err)
 	}
@@ -72,12 +74,12 @@ func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*aud
 	cols := newAuditBatch(len(events))
 	for _, e := range events {
 		cleanEvent(e)
-		last++
 		if err := chain.SealAt(e, last, head); err != nil {
 			return err
 		}
 		cols.add(e)
 		head = audit.Head{Seq: e.Seq, Hash: e.Hash}
+		last = head
 	}
 	if _, err := tx.Exec(ctx, insertAudit, cols.args()...); err != nil {
 		return wrap("audit insert", err)
@@ -88,22 +90,24 @@ func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*aud
 	return nil
 }
 
-// auditHead takes the log's lock and returns the newest sequence number
-// and the head of chain id: its newest sealed record (an unsealed one is
-// skipped; Verify reports it), or the genesis head. Lock and reads go in
-// one round trip; the reads run after the lock is granted, so they see
-// every earlier append.
-func auditHead(ctx context.Context, tx pgx.Tx, id string) (int64, audit.Head, error) {
+// auditHead takes the log's lock and returns the log's newest record (of
+// any chain; Head{} for an empty log) and the head of chain id: its newest
+// sealed record (an unsealed one is skipped; Verify reports it), or the
+// genesis head. Lock and reads go in one round trip; the reads run after
+// the lock is granted, so they see every earlier append.
+func auditHead(ctx context.Context, tx pgx.Tx, id string) (audit.Head, audit.Head, error) {
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, auditLockKey)
-	b.Queue(`SELECT coalesce(max(seq), 0) FROM audit_events`)
+	b.Queue(`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`)
 	b.Queue(`SELECT seq, hash FROM audit_events WHERE chain = $1 AND hash <> '' ORDER BY seq DESC LIMIT 1`, id)
 	br := tx.SendBatch(ctx, b)
-	var last int64
+	var last audit.Head
 	h := audit.Head{Hash: audit.GenesisHash}
 	_, err := br.Exec()
 	if err == nil {
-		err = br.QueryRow().Scan(&last)
+		if err = br.QueryRow().Scan(&last.Seq, &last.Hash); errors.Is(err, pgx.ErrNoRows) {
+			err = nil
+		}
 	}
 	if err == nil {
 		if err = br.QueryRow().Scan(&h.Seq, &h.Hash); errors.Is(err, pgx.ErrNoRows) {
@@ -114,7 +118,7 @@ func auditHead(ctx context.Context, tx pgx.Tx, id string) (int64, audit.Head, er
 		err = cerr
 	}
 	if err != nil {
-		return 0, audit.Head{}, wrap("audit head", err)
+		return last, h, wrap("audit head", err)
 	}
 	return last, h, nil
 }

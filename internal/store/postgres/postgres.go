@@ -198,6 +198,10 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("postgres: migrations: %w", err)
 	}
+	srcs := p.ListSources()
+	if err := store.CheckSchemaNotNewer(ctx, p, srcs[len(srcs)-1].Version); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
 	results, err := p.Up(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)

@@ -536,3 +536,22 @@ func TestBackupFileMode(t *testing.T) {
 		t.Errorf("backup file %v, %v; want mode 0600", fi, err)
 	}
 }
+
+// TestOpenRefusesNewerSchema: a replica left on an older binary after
+// another replica migrated the shared database to a newer schema refuses
+// to open it (store.ErrSchemaNewer) instead of writing what the new
+// schema does not expect (ADR 0004: rolling upgrades).
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	db, err := postgres.Open(t.Context(), dsn, postgres.Options{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	var n int64
+	sql(t, dsn, `WITH i AS (INSERT INTO goose_db_version (version_id, is_applied) VALUES (9999, true) RETURNING 1) SELECT count(*) FROM i`, &n)
+	_, err = postgres.Open(t.Context(), dsn, postgres.Options{Logger: testLogger()})
+	if !errors.Is(err, store.ErrSchemaNewer) || !strings.Contains(err.Error(), "9999") {
+		t.Fatalf("Open of a database at schema 9999 = %v; want ErrSchemaNewer naming the version", err)
+	}
+}

@@ -62,7 +62,6 @@ func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*aud
 	stmt := tx.StmtContext(ctx, st.insert) // closed with the transaction
 	for _, e := range events {
 		e.Roles = splitRoles(joinRoles(e.Roles)) // seal the roles as stored: sorted
-		last++
 		if err := chain.SealAt(e, last, head); err != nil {
 			return err
 		}
@@ -70,6 +69,7 @@ func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*aud
 			return fmt.Errorf("sqlite: audit insert: %w", err)
 		}
 		head = audit.Head{Seq: e.Seq, Hash: e.Hash}
+		last = head
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: audit commit: %w", err)
@@ -108,30 +108,30 @@ func (db *DB) auditStatements(ctx context.Context) (auditStmts, error) {
 	return db.stmts, nil
 }
 
-// selectAuditLast reads the log's newest sequence number; selectAuditHead
-// the head of one chain: its newest sealed record (an unsealed one, written
-// before the chain existed or blanked by someone, is skipped; Verify
-// reports it).
+// selectAuditLast reads the log's newest record (of any chain, sealed or
+// not); selectAuditHead the head of one chain: its newest sealed record
+// (an unsealed one, written before the chain existed or blanked by
+// someone, is skipped; Verify reports it).
 const (
-	selectAuditLast = `SELECT coalesce(max(seq), 0) FROM audit_events`
+	selectAuditLast = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
 	selectAuditHead = `SELECT seq, hash FROM audit_events WHERE chain = ? AND hash != '' ORDER BY seq DESC LIMIT 1`
 )
 
-// auditHead returns, read inside the transaction, the log's newest sequence number and
-// the head of chain id (the genesis head when the chain has no sealed
-// record yet). last and head are the prepared selectAuditLast and
-// selectAuditHead bound to the transaction.
-func auditHead(ctx context.Context, last, head *sql.Stmt, id string) (int64, audit.Head, error) {
-	var seq int64
-	if err := last.QueryRowContext(ctx).Scan(&seq); err != nil {
-		return 0, audit.Head{}, fmt.Errorf("sqlite: audit head: %w", err)
+// auditHead returns, read inside the transaction, the log's newest record
+// (Head{} for an empty log) and the head of chain id (the genesis head
+// when the chain has no sealed record yet). last and head are the
+// prepared selectAuditLast and selectAuditHead bound to the transaction.
+func auditHead(ctx context.Context, last, head *sql.Stmt, id string) (audit.Head, audit.Head, error) {
+	var l audit.Head
+	if err := last.QueryRowContext(ctx).Scan(&l.Seq, &l.Hash); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return l, l, fmt.Errorf("sqlite: audit head: %w", err)
 	}
 	h := audit.Head{Hash: audit.GenesisHash}
 	err := head.QueryRowContext(ctx, id).Scan(&h.Seq, &h.Hash)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return 0, audit.Head{}, fmt.Errorf("sqlite: audit head: %w", err)
+		return l, h, fmt.Errorf("sqlite: audit head: %w", err)
 	}
-	return seq, h, nil
+	return l, h, nil
 }
 
 // QueryAudit implements store.Store.

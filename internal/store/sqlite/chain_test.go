@@ -493,14 +493,7 @@ func TestChainTruncation(t *testing.T) {
 	}
 	f.emitN(t, w, 5) // 12..16
 	// Export: the checkpoint leaves the database as JSON and comes back.
-	exported, err := json.Marshal(cp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	anchor, err := audit.ParseCheckpoint(exported)
-	if err != nil {
-		t.Fatal(err)
-	}
+	anchor := exportCheckpoint(t, cp)
 	rep := verify(t, f.db, anchor)
 	wantIntact(t, rep, 16)
 	if rep.Anchors != 1 || rep.Checkpoints != 1 {
@@ -514,6 +507,60 @@ func TestChainTruncation(t *testing.T) {
 	// Without the exported checkpoint the shorter log is indistinguishable
 	// from one that simply ended at 7: this is why checkpoints are exported.
 	wantIntact(t, verify(t, f.db), 7)
+}
+
+// TestChainTruncationAcrossReplicas: two writers on one file, each on its
+// own chain (as two replicas on one PostgreSQL database). Replica A writes
+// one record and idles while B writes ten; a checkpoint then exported
+// through A names, besides A's own record 1, the log's record before it
+// (B's 11), so removing B's records behind it shows: an exported checkpoint
+// covers every replica's records, not only its own chain's.
+func TestChainTruncationAcrossReplicas(t *testing.T) {
+	f := newChainFixture(t)
+	writer := func(id string) *audit.Writer {
+		chain, err := audittest.Chain().WithID(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := audit.NewWriter(audit.Config{CommitTimeout: time.Minute, QueueSize: 64, MaxBatch: 16, Chain: chain},
+			f.db, f.clk.Now, testLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close(context.Background()) })
+		return w
+	}
+	a, b := writer("replica-a"), writer("replica-b")
+	f.emitN(t, a, 1)  // 1
+	f.emitN(t, b, 10) // 2..11
+	cp, err := a.Checkpoint(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if logSeq, logHash := cp.LogPosition(); cp.Seq != 1 || logSeq != 11 || logHash != f.row(t, 11).Hash || f.row(t, 12).Type != audit.AuditCheckpoint {
+		t.Fatalf("A's checkpoint %+v: want A's record 1 and the log's record 11 (B's), followed by the checkpoint record 12", cp)
+	}
+	anchor := exportCheckpoint(t, cp)
+	wantIntact(t, verify(t, f.db, anchor), 12)
+	// Removing the tail behind the checkpoint, down to B's first record:
+	// A's own record 1 is still there, but the log's record 11 is not.
+	rawExec(t, f.raw, `DELETE FROM audit_events WHERE seq >= 2`)
+	wantBrokenAt(t, verify(t, f.db, anchor), 2)
+}
+
+// exportCheckpoint takes cp out of the database as JSON and back, as an
+// exported checkpoint file would.
+func exportCheckpoint(t testing.TB, cp audit.Checkpoint) audit.Checkpoint {
+	t.Helper()
+	b, err := json.Marshal(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchor, err := audit.ParseCheckpoint(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return anchor
 }
 
 // TestChainTruncationAfterAnchor documents the reach of an anchor: it

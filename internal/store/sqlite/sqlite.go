@@ -140,6 +140,10 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: migrations: %w", err)
 	}
+	srcs := p.ListSources()
+	if err := store.CheckSchemaNotNewer(ctx, p, srcs[len(srcs)-1].Version); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", err)
 	}
@@ -148,7 +152,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 
 // Close closes both pools (and the prepared audit statements).
 func (db *DB) Close() error {
-	for _, st := range []*sql.Stmt{db.stmts.head, db.stmts.insert} {
+	for _, st := range []*sql.Stmt{db.stmts.last, db.stmts.head, db.stmts.insert} {
 		if st != nil {
 			st.Close()
 		}

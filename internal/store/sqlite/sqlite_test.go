@@ -938,3 +938,28 @@ func BenchmarkAppendAudit(b *testing.B) {
 		})
 	}
 }
+
+// TestOpenRefusesNewerSchema: a database a newer Portcullis migrated (a
+// schema version this binary does not know) is refused with
+// store.ErrSchemaNewer, before anything is written to it.
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "portcullis.db")
+	db, err := sqlite.Open(t.Context(), path, sqlite.Options{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	raw := rawOpen(t, path)
+	rawExec(t, raw, `INSERT INTO goose_db_version (version_id, is_applied) VALUES (9999, 1)`)
+	_, err = sqlite.Open(t.Context(), path, sqlite.Options{Logger: testLogger()})
+	if !errors.Is(err, store.ErrSchemaNewer) || !strings.Contains(err.Error(), "9999") {
+		t.Fatalf("Open of a database at schema 9999 = %v; want ErrSchemaNewer naming the version", err)
+	}
+	// Back at a version it knows, it opens again.
+	rawExec(t, raw, `DELETE FROM goose_db_version WHERE version_id = 9999`)
+	db, err = sqlite.Open(t.Context(), path, sqlite.Options{Logger: testLogger()})
+	if err != nil {
+		t.Fatalf("Open after the newer version was removed: %v", err)
+	}
+	db.Close()
+}

@@ -459,8 +459,8 @@ var auditCases = []testCase{
 		}
 		got, err := audit.ParseCheckpoint([]byte(cp.Detail))
 		must(t, err)
-		if got.Chain != "replica-b" || got.Seq != 5 || got.Hash != b1[1].Hash {
-			t.Errorf("b's checkpoint = %+v; want chain replica-b, seq 5 (b's head, not the log's 8)", got)
+		if got.Chain != "replica-b" || got.Seq != 5 || got.Hash != b1[1].Hash || got.LogSeq != 8 || got.LogHash != a2[1].Hash {
+			t.Errorf("b's checkpoint = %+v; want chain replica-b, seq 5 (b's head) and log position 8 (a's record before it)", got)
 		}
 		rep := verifyChain(t, bs[1], got)
 		wantIntact(t, rep, 9)
@@ -491,22 +491,22 @@ var auditCases = []testCase{
 		emit(wa, 4) // 3
 		emit(wb, 5) // 4
 		clk.Set(time.Date(2026, time.January, 31, 0, 0, 0, 0, time.UTC))
-		cp, err := wa.Checkpoint(ctx) // 5, covers a's 3
+		cp, err := wa.Checkpoint(ctx) // 5, covers a's 3 and the log's 4
 		must(t, err)
-		if cp.Seq != 3 || cp.Chain != "replica-a" {
-			t.Fatalf("a's checkpoint = %+v; want seq 3 on replica-a", cp)
+		if cp.Seq != 3 || cp.Chain != "replica-a" || cp.LogSeq != 4 || cp.LogHash == "" {
+			t.Fatalf("a's checkpoint = %+v; want seq 3 on replica-a, log position 4", cp)
 		}
 		emit(wb, 6) // 6 (still January, but after the checkpoint)
 		clk.Set(time.Date(2026, time.April, 1, 0, 0, 0, 0, time.UTC))
 		res, err := audit.Prune(ctx, bs[1], wb, time.Date(2026, time.March, 1, 0, 0, 0, 0, time.UTC), 0) // prune record 7
 		must(t, err)
-		if res.ThroughSeq != 3 || res.Deleted != 3 {
-			t.Fatalf("Prune = %+v; want through 3 (a's checkpoint), 3 deleted", res)
+		if res.ThroughSeq != 4 || res.Deleted != 4 {
+			t.Fatalf("Prune = %+v; want through 4 (the log position of a's checkpoint), 4 deleted", res)
 		}
 		rep := verifyChain(t, bs[0], cp)
-		wantIntact(t, rep, 4) // 4..7
-		if rep.FirstSeq != 4 || rep.PrunedBefore != 4 || len(rep.Chains) != 2 {
-			t.Fatalf("after retention: %+v; want FirstSeq = PrunedBefore = 4, two chains", rep)
+		wantIntact(t, rep, 3) // 5..7: the checkpoint record is the first
+		if rep.FirstSeq != 5 || rep.PrunedBefore != 5 || len(rep.Chains) != 2 {
+			t.Fatalf("after retention: %+v; want FirstSeq = PrunedBefore = 5, two chains", rep)
 		}
 		for _, c := range rep.Chains {
 			if !c.Continued {
@@ -516,7 +516,7 @@ var auditCases = []testCase{
 		// Both writers go on after retention, each on its own chain.
 		emit(wa, 7)
 		emit(wb, 8)
-		wantIntact(t, verifyChain(t, bs[0], cp), 6)
+		wantIntact(t, verifyChain(t, bs[0], cp), 5)
 	}},
 	{name: "CheckpointAndRetention", run: func(t *testing.T, bs []Backend) {
 		b, ctx := bs[0], t.Context()
