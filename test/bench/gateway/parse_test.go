@@ -133,3 +133,20 @@ func TestParseComponents(t *testing.T) {
 		t.Errorf("parseComponents (-want +got):\n%s", diff)
 	}
 }
+
+// TestOverheadMet: a negative overhead (noise in a saturated tail) is
+// never reported as a met target.
+func TestOverheadMet(t *testing.T) {
+	for _, tc := range []struct {
+		overhead, target float64
+		met              bool
+		note             bool
+	}{{400, 500, true, false}, {500, 500, true, false}, {501, 500, false, false}, {0, 500, true, false}, {-4160, 2000, false, true}} {
+		if got := overheadMet(tc.overhead, tc.target); got != tc.met {
+			t.Errorf("overheadMet(%v, %v) = %v, want %v", tc.overhead, tc.target, got, tc.met)
+		}
+		if got := noise(tc.overhead) != ""; got != tc.note {
+			t.Errorf("noise(%v) noted %v, want %v", tc.overhead, got, tc.note)
+		}
+	}
+}

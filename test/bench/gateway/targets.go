@@ -16,11 +16,11 @@ func evaluate(res *Result) []Target {
 		}
 		name := "32 clients, " + row.load()
 		add("Gateway overhead p50, "+name, "≤ 0.5 ms",
-			fmt.Sprintf("%.2f ms (%.2f → %.2f ms, ×%.2f)", row.OverheadP50US/1e3, row.Direct.P50US/1e3, row.Gateway.P50US/1e3, row.RatioP50),
-			row.OverheadP50US <= targetOverheadP50US)
+			fmt.Sprintf("%.2f ms (%.2f → %.2f ms, ×%.2f)%s", row.OverheadP50US/1e3, row.Direct.P50US/1e3, row.Gateway.P50US/1e3, row.RatioP50, noise(row.OverheadP50US)),
+			overheadMet(row.OverheadP50US, targetOverheadP50US))
 		add("Gateway overhead p99, "+name, "≤ 2 ms",
-			fmt.Sprintf("%.2f ms (%.2f → %.2f ms, ×%.2f)", row.OverheadP99US/1e3, row.Direct.P99US/1e3, row.Gateway.P99US/1e3, row.RatioP99),
-			row.OverheadP99US <= targetOverheadP99US)
+			fmt.Sprintf("%.2f ms (%.2f → %.2f ms, ×%.2f)%s", row.OverheadP99US/1e3, row.Direct.P99US/1e3, row.Gateway.P99US/1e3, row.RatioP99, noise(row.OverheadP99US)),
+			overheadMet(row.OverheadP99US, targetOverheadP99US))
 	}
 	for _, p := range res.Policy {
 		if p.Policies == 200 {
@@ -78,4 +78,20 @@ func thousands(v float64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// overheadMet: an overhead within the target. A negative one (the direct
+// run's percentile above the gateway's, which happens in the tail of a
+// saturated closed loop on a noisy machine) measures nothing and is not
+// counted as met.
+func overheadMet(overheadUS, targetUS float64) bool {
+	return overheadUS >= 0 && overheadUS <= targetUS
+}
+
+// noise notes a negative overhead in the measured text.
+func noise(overheadUS float64) string {
+	if overheadUS < 0 {
+		return "; negative: the direct run's tail was slower, noise, not a measurement"
+	}
+	return ""
 }
