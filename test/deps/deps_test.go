@@ -78,6 +78,7 @@ var rules = []rule{
 		"authentication is used by the edge, not the other way round"},
 	{"internal/principal", []string{module + "/"}, "the principal type is a leaf"},
 	{"internal/reason", []string{module + "/"}, "reason codes are a leaf"},
+	{"internal/hostname", []string{module + "/", "net/http"}, "host parsing is a leaf that every outbound path shares"},
 	{"internal/store/sqlite", []string{module + "/internal/gateway", module + "/internal/server", "net/http"},
 		"a store backend knows nothing of the pipeline"},
 }

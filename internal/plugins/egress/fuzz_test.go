@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/hostname"
 )
 
 func FuzzParseRule(f *testing.F) {
@@ -64,7 +66,7 @@ func FuzzRequestTarget(f *testing.F) {
 			if tg.ip.String() != tg.host || tg.ip.Is4In6() || tg.ip.Zone() != "" {
 				t.Fatalf("%q -> %+v: bad literal", in, tg)
 			}
-		} else if endsInNumber(tg.host) || !validHostname(tg.host) {
+		} else if hostname.EndsInNumber(tg.host) || !hostname.Valid(tg.host) {
 			t.Fatalf("%q -> %+v: numeric or invalid name", in, tg)
 		}
 	}

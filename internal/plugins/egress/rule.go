@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/portcullis/portcullis/internal/hostname"
 	"github.com/portcullis/portcullis/internal/tools/httpfetch"
 )
 
@@ -89,7 +90,7 @@ func ParseRule(pattern string, wildcards bool) (Rule, error) {
 		switch {
 		case strings.Contains(rest, "*"):
 			return bad("%q: only a single leading \"*.\" label may be a wildcard", pattern)
-		case !validHostname(rest) || endsInNumber(rest):
+		case !hostname.Valid(rest) || hostname.EndsInNumber(rest):
 			return bad("%q: invalid wildcard domain", pattern)
 		case !strings.Contains(rest, "."):
 			return bad("%q: a wildcard must cover a domain of at least two labels", pattern)
@@ -292,89 +293,17 @@ func parsePort(s string) (uint16, error) {
 	return uint16(n), nil
 }
 
-// parseHost normalises a host (already lower-cased, brackets removed):
-// an IPv6 literal must have been bracketed and carry no zone; an IPv4
-// literal must be strict dotted decimal (netip.ParseAddr: four decimal
-// fields, no leading zeros); a name must be an ASCII DNS name whose last
-// label is not numeric. A name whose last label is all digits or 0x-hex
-// is what the WHATWG URL standard ("ends in a number") and inet_aton(3)
-// read as an IPv4 address (2130706433, 0177.0.0.1, 0x7f.1, 127.1): such
-// hosts are refused so that no resolver can turn them into an address.
-// IPv4-mapped IPv6 literals become their IPv4 address.
+// parseHost normalises a host (brackets removed) by the rules every
+// outbound path shares (internal/hostname); an IPv6 zone is refused.
 func parseHost(h string, bracketed bool) (string, netip.Addr, error) {
-	if bracketed {
-		a, err := netip.ParseAddr(h)
-		if err != nil || !a.Is6() {
-			return "", netip.Addr{}, errors.New("invalid IPv6 address")
-		}
-		if a.Zone() != "" {
-			return "", netip.Addr{}, errors.New("zoned IPv6 addresses are not allowed")
-		}
-		a = a.Unmap()
-		return a.String(), a, nil
+	host, a, err := hostname.Parse(h, bracketed)
+	if err != nil {
+		return "", netip.Addr{}, err
 	}
-	h = strings.TrimSuffix(h, ".")
-	if a, err := netip.ParseAddr(h); err == nil {
-		if !a.Is4() {
-			return "", netip.Addr{}, errors.New("IPv6 addresses must be in brackets")
-		}
-		return a.String(), a, nil
+	if a.Zone() != "" {
+		return "", netip.Addr{}, errors.New("zoned IPv6 addresses are not allowed")
 	}
-	if endsInNumber(h) {
-		return "", netip.Addr{}, errors.New("numeric host in a non-standard notation (use dotted decimal)")
-	}
-	if !validHostname(h) {
-		return "", netip.Addr{}, errors.New("invalid host name")
-	}
-	return h, netip.Addr{}, nil
-}
-
-// endsInNumber reports whether the last label of h is all decimal digits
-// or "0x" followed by hex digits (WHATWG URL "ends in a number").
-func endsInNumber(h string) bool {
-	last := h
-	if i := strings.LastIndexByte(h, '.'); i >= 0 {
-		last = h[i+1:]
-	}
-	if last == "" {
-		return false
-	}
-	digits := func(s string, ok func(byte) bool) bool {
-		for i := 0; i < len(s); i++ {
-			if !ok(s[i]) {
-				return false
-			}
-		}
-		return true
-	}
-	if rest, ok := strings.CutPrefix(last, "0x"); ok {
-		return digits(rest, isHex)
-	}
-	return digits(last, isDigit)
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-func isHex(c byte) bool { return isDigit(c) || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
-
-// validHostname reports whether h (lower case) is an ASCII DNS name: at
-// most 253 bytes, labels of 1-63 bytes from [a-z0-9_-].
-func validHostname(h string) bool {
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for l := range strings.SplitSeq(h, ".") {
-		if l == "" || len(l) > 63 {
-			return false
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !(c >= 'a' && c <= 'z' || isDigit(c) || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
+	return host, a, nil
 }
 
 // printableASCII reports whether s has only bytes 0x21-0x7e (no space,

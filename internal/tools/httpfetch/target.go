@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/portcullis/portcullis/internal/hostname"
 	"github.com/portcullis/portcullis/internal/reason"
 	"github.com/portcullis/portcullis/internal/tool"
 )
@@ -109,102 +110,22 @@ func parseTarget(raw string) (*target, *tool.Error) {
 	return tg, nil
 }
 
-// parseHost normalises a URL host (u.Hostname(), brackets removed):
-// an IPv6 literal must have been bracketed; an IPv4 literal must be in
-// strict dotted-decimal form (netip.ParseAddr: four decimal fields, no
-// leading zeros); a name must be an ASCII DNS name whose last label is not
-// numeric. A name whose last label is all digits or 0x-hex is what the
-// WHATWG URL standard ("ends in a number") and inet_aton(3) read as an
-// IPv4 address (2130706433, 0177.0.0.1, 0x7f.1, 127.1): such hosts are
-// refused outright, so that no resolver (in particular the cgo one, which
-// hands the name to getaddrinfo) can turn them into an address.
+// parseHost normalises a URL host (u.Hostname(), brackets removed) by the
+// rules every outbound path shares (internal/hostname: strict dotted
+// decimal IPv4, bracketed IPv6, ASCII DNS names whose last label is not
+// numeric). The zone of an IPv6 literal is kept so that the address check
+// refuses it. A host in a legacy numeric notation is PERMISSION_DENIED,
+// anything else malformed INVALID_ARGUMENTS.
 func parseHost(h string, bracketed bool) (string, netip.Addr, *tool.Error) {
-	h = strings.ToLower(h)
-	if bracketed {
-		a, err := netip.ParseAddr(h)
-		if err != nil || !a.Is6() {
-			return "", netip.Addr{}, tool.Errorf(reason.InvalidArguments, fmt.Errorf("%w: %q", errBadHost, h), "invalid IPv6 address")
-		}
-		return canonicalIP(a)
-	}
-	h = strings.TrimSuffix(h, ".")
-	if a, err := netip.ParseAddr(h); err == nil {
-		if !a.Is4() {
-			return "", netip.Addr{}, tool.Errorf(reason.InvalidArguments, fmt.Errorf("%w: %q", errBadHost, h), "IPv6 addresses must be in brackets")
-		}
-		return canonicalIP(a)
-	}
-	if endsInNumber(h) {
+	host, a, err := hostname.Parse(h, bracketed)
+	switch {
+	case errors.Is(err, hostname.ErrNumeric):
 		return "", netip.Addr{}, tool.Errorf(reason.PermissionDenied, fmt.Errorf("%w: %q", errNumericHost, h),
 			"host looks like an IP address in a non-standard notation; use dotted decimal (e.g. 192.0.2.1)")
+	case err != nil:
+		return "", netip.Addr{}, tool.Errorf(reason.InvalidArguments, fmt.Errorf("%w: %q", errBadHost, h), "%s", err.Error())
 	}
-	if !validHostname(h) {
-		return "", netip.Addr{}, tool.Errorf(reason.InvalidArguments, fmt.Errorf("%w: %q", errBadHost, h), "invalid host name")
-	}
-	return h, netip.Addr{}, nil
-}
-
-// canonicalIP returns the host string of an IP literal: IPv4-mapped
-// addresses as IPv4, everything in netip's canonical form. The zone, if
-// any, is kept so that the address check refuses it.
-func canonicalIP(a netip.Addr) (string, netip.Addr, *tool.Error) {
-	a = a.Unmap()
-	return a.String(), a, nil
-}
-
-// endsInNumber reports whether the last label of h (one trailing dot
-// already removed) is all decimal digits or "0x" followed by hex digits:
-// the WHATWG URL standard's "ends in a number" test, which makes the whole
-// host an IPv4 address in browsers and inet_aton.
-func endsInNumber(h string) bool {
-	last := h
-	if i := strings.LastIndexByte(h, '.'); i >= 0 {
-		last = h[i+1:]
-	}
-	if last == "" {
-		return false
-	}
-	if strings.HasPrefix(last, "0x") {
-		last = last[2:]
-		for i := 0; i < len(last); i++ {
-			if !isHex(last[i]) {
-				return false
-			}
-		}
-		return true
-	}
-	for i := 0; i < len(last); i++ {
-		if last[i] < '0' || last[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-// validHostname reports whether h (lower case) is an ASCII DNS name:
-// at most 253 bytes, labels of 1-63 bytes from [a-z0-9_-]. Internationalised
-// names must be given in their A-label (xn--) form; Unicode look-alikes
-// are refused.
-func validHostname(h string) bool {
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(h, ".") {
-		if l == "" || len(l) > 63 {
-			return false
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
+	return host, a, nil
 }
 
 // pattern is one allow-list entry.
@@ -267,7 +188,7 @@ func parsePattern(s string) (pattern, error) {
 		}
 	}
 	host = strings.TrimSuffix(host, ".")
-	if endsInNumber(host) || !validHostname(host) {
+	if hostname.EndsInNumber(host) || !hostname.Valid(host) {
 		return p, fmt.Errorf("allow pattern %q: invalid host (want name, *.domain or IP address, optional :port)", s)
 	}
 	p.host = host
