@@ -55,8 +55,9 @@ func httpClient(endpoint, token string) (*http.Client, error) {
 	}, nil
 }
 
-// token returns the stored credential for user ("" shared); ok is false
-// when none is configured or stored.
+// token returns the stored credential for user ("" shared): a user's
+// own only, never the shared one in its place; ok is false when none is
+// configured or stored.
 func (s *server) token(ctx context.Context, user string) (string, bool, error) {
 	name := s.cfg.Auth.BearerSecret
 	if name == "" {
@@ -65,7 +66,7 @@ func (s *server) token(ctx context.Context, user string) (string, bool, error) {
 	if s.m.deps.Secrets == nil {
 		return "", false, errors.New("no secrets store")
 	}
-	v, err := s.m.deps.Secrets.Get(ctx, name, user)
+	v, err := s.m.deps.Secrets.GetOwn(ctx, name, user)
 	if errors.Is(err, secrets.ErrNotFound) {
 		return "", false, nil
 	}

@@ -132,7 +132,8 @@ func TestHTTPUpstreamWrongCredential(t *testing.T) {
 
 // TestHTTPUpstreamPerUser: with auth.per_user each caller's own stored
 // credential is used; a caller without one is refused, not served with
-// the shared one.
+// the shared one (which the secrets store's Get falls back to, as the
+// fake does).
 func TestHTTPUpstreamPerUser(t *testing.T) {
 	tok := rand.Text()
 	url, _ := httpFixture(t, tok)
@@ -162,10 +163,19 @@ type countingSecrets struct {
 }
 
 func (c *countingSecrets) Get(ctx context.Context, name, user string) ([]byte, error) {
+	c.add(user)
+	return c.fakeSecrets.Get(ctx, name, user)
+}
+
+func (c *countingSecrets) GetOwn(ctx context.Context, name, user string) ([]byte, error) {
+	c.add(user)
+	return c.fakeSecrets.GetOwn(ctx, name, user)
+}
+
+func (c *countingSecrets) add(user string) {
 	c.mu.Lock()
 	c.reads[user]++
 	c.mu.Unlock()
-	return c.fakeSecrets.Get(ctx, name, user)
 }
 
 func (c *countingSecrets) count(user string) int {
@@ -271,6 +281,12 @@ func (r *rotatingSecrets) Get(ctx context.Context, name, user string) ([]byte, e
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return fakeSecrets(r.m).Get(ctx, name, user)
+}
+
+func (r *rotatingSecrets) GetOwn(ctx context.Context, name, user string) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fakeSecrets(r.m).GetOwn(ctx, name, user)
 }
 
 func (r *rotatingSecrets) set(key, value string) {

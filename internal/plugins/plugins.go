@@ -53,7 +53,10 @@ type Registry interface {
 // Secrets resolves ${secret:NAME} references and upstream credentials
 // (implemented by *secrets.Store). user "" is the shared value.
 type Secrets interface {
+	// Get falls back to the shared value ("" user) when user has none.
 	Get(ctx context.Context, name, user string) ([]byte, error)
+	// GetOwn never falls back: a per-user credential is the user's own.
+	GetOwn(ctx context.Context, name, user string) ([]byte, error)
 }
 
 // Emitter records audit events (implemented by *audit.Writer).

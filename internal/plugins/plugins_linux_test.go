@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -175,7 +176,16 @@ func (v *violations) of(typ string) []store.Violation {
 
 type fakeSecrets map[string]string
 
-func (f fakeSecrets) Get(_ context.Context, name, user string) ([]byte, error) {
+// Get falls back to the shared value, as secrets.Store.Get does.
+func (f fakeSecrets) Get(ctx context.Context, name, user string) ([]byte, error) {
+	v, err := f.GetOwn(ctx, name, user)
+	if errors.Is(err, secrets.ErrNotFound) && user != "" {
+		return f.GetOwn(ctx, name, "")
+	}
+	return v, err
+}
+
+func (f fakeSecrets) GetOwn(_ context.Context, name, user string) ([]byte, error) {
 	v, ok := f[name+"/"+user]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", secrets.ErrNotFound, name)

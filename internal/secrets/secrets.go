@@ -123,11 +123,23 @@ func (s *Store) Set(ctx context.Context, name, user string, value []byte) error 
 // Get returns the value of name for user, falling back to the shared
 // value when user has none of its own.
 func (s *Store) Get(ctx context.Context, name, user string) ([]byte, error) {
+	return s.get(ctx, name, user, true)
+}
+
+// GetOwn returns user's own value of name, never the shared one:
+// ErrNotFound when user has none. For credentials that must be the
+// caller's own (an upstream with auth.per_user), where falling back to
+// the shared value would hand every user the gateway's credential.
+func (s *Store) GetOwn(ctx context.Context, name, user string) ([]byte, error) {
+	return s.get(ctx, name, user, false)
+}
+
+func (s *Store) get(ctx context.Context, name, user string, shared bool) ([]byte, error) {
 	if err := check(name, user); err != nil {
 		return nil, err
 	}
 	r, err := s.backend.GetSecret(ctx, name, user)
-	if errors.Is(err, ErrNotFound) && user != "" {
+	if errors.Is(err, ErrNotFound) && user != "" && shared {
 		r, err = s.backend.GetSecret(ctx, name, "")
 	}
 	if err != nil {
