@@ -146,3 +146,35 @@ func TestInvalidInput(t *testing.T) {
 		t.Error("a 16-byte key was accepted")
 	}
 }
+
+// TestGetOwnNeverFallsBack: a user without a value of their own never
+// gets the shared one through GetOwn, nor after their own was deleted.
+func TestGetOwnNeverFallsBack(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t, key(1))
+	shared := fakeValue()
+	if err := s.Set(ctx, "notes_token", "", shared); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, "notes_token", "alice", []byte("alice-own")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetOwn(ctx, "notes_token", "alice"); err != nil || string(got) != "alice-own" {
+		t.Errorf("GetOwn(alice) = %q, %v", got, err)
+	}
+	if got, err := s.GetOwn(ctx, "notes_token", "bob"); !errors.Is(err, secrets.ErrNotFound) || got != nil {
+		t.Errorf("GetOwn(bob) = %q, %v; want ErrNotFound, not the shared value", got, err)
+	}
+	if err := s.Delete(ctx, "notes_token", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetOwn(ctx, "notes_token", "alice"); !errors.Is(err, secrets.ErrNotFound) {
+		t.Errorf("GetOwn(alice) after delete: %v; want ErrNotFound", err)
+	}
+	if got, err := s.GetOwn(ctx, "notes_token", ""); err != nil || !bytes.Equal(got, shared) {
+		t.Errorf("GetOwn of the shared value itself = %v", err)
+	}
+	if _, err := s.GetOwn(ctx, "notes_token", "bad user"); !errors.Is(err, secrets.ErrInvalid) {
+		t.Errorf("GetOwn with an invalid user: %v", err)
+	}
+}
