@@ -40,9 +40,6 @@ func RetentionCutoff(now time.Time, months int) time.Time {
 	return time.Date(y, m-time.Month(months), 1, 0, 0, 0, 0, time.UTC)
 }
 
-// pruneScan is how many checkpoint records Prune reads per query.
-const pruneScan = 100
-
 // PruneResult says what Prune removed.
 type PruneResult struct {
 	Cutoff     time.Time `json:"cutoff"`
@@ -62,31 +59,22 @@ type PruneResult struct {
 // cursor of the forwarding sinks: records not yet shipped are never pruned).
 func Prune(ctx context.Context, p Pruner, w *Writer, cutoff time.Time, keepAfter int64) (PruneResult, error) {
 	res := PruneResult{Cutoff: cutoff.UTC()}
-	// The newest checkpoint before cutoff whose log position (the log's
-	// record just before the checkpoint record) is at or before keepAfter.
-	var cp Checkpoint
-	var through int64
-	var throughHash string
-	for before := int64(0); ; {
-		cps, err := p.QueryAudit(ctx, Query{Type: AuditCheckpoint, Until: cutoff, BeforeSeq: before, Limit: pruneScan})
-		if err != nil || len(cps) == 0 {
-			return res, err
-		}
-		for i := range cps {
-			c, err := ParseCheckpoint([]byte(cps[i].Detail))
-			if err != nil {
-				return res, fmt.Errorf("audit: prune: checkpoint record %d: %w", cps[i].Seq, err)
-			}
-			if seq, hash := c.LogPosition(); keepAfter <= 0 || seq <= keepAfter {
-				cp, through, throughHash = c, seq, hash
-				break
-			}
-		}
-		if cp.Signature != "" {
-			break
-		}
-		before = cps[len(cps)-1].Seq
+	// The newest checkpoint before cutoff whose log position (always the
+	// record just before the checkpoint record, see Chain.SealAt) is at or
+	// before keepAfter.
+	q := Query{Type: AuditCheckpoint, Until: cutoff, Limit: 1}
+	if keepAfter > 0 {
+		q.BeforeSeq = keepAfter + 2
 	}
+	cps, err := p.QueryAudit(ctx, q)
+	if err != nil || len(cps) == 0 {
+		return res, err
+	}
+	cp, err := ParseCheckpoint([]byte(cps[0].Detail))
+	if err != nil {
+		return res, fmt.Errorf("audit: prune: checkpoint record %d: %w", cps[0].Seq, err)
+	}
+	through, throughHash := cp.LogPosition()
 	first, err := p.QueryAudit(ctx, Query{Ascending: true, Limit: 1})
 	if err != nil {
 		return res, err

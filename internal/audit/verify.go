@@ -105,7 +105,6 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 	// Each exported checkpoint names up to two records that must still be
 	// there as they were: the record of its chain (Seq, Hash, Chain) and
 	// the log's record before it (LogSeq, LogHash; any chain).
-	anchors := map[int64]*Checkpoint{}    // by the seq of the chain's record
 	anchorAt := map[int64][]*Checkpoint{} // by either record it names
 	anchorSeen := map[*Checkpoint]bool{}  // anchors with a named record seen
 	expect := map[int64]anchorExpect{}
@@ -130,7 +129,6 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 			expect[x.seq] = x
 		}
 		if a.Seq != 0 {
-			anchors[a.Seq] = a
 			anchorAt[a.Seq] = append(anchorAt[a.Seq], a)
 		}
 		if logSeq != a.Seq {
@@ -147,23 +145,18 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 	chains := map[string]*ChainReport{}
 	var order []string
 	pruneRecorded := map[int64]bool{} // through_seq of audit.prune records
-	coveredBy := map[int64]bool{}     // seqs named by signed checkpoint records
-	firstPrev := map[string]string{}  // each chain's first prev_hash
-	// startCovered reports whether a signed checkpoint seen so far covers
-	// the removal of records 1..prunedThrough: a checkpoint record naming
-	// it, or an exported one naming the record the first remaining record
-	// of its chain links to.
-	startCovered := func() bool {
-		a, ok := anchors[prunedThrough]
-		return coveredBy[prunedThrough] || ok && chains[a.Chain] != nil && firstPrev[a.Chain] == a.Hash
-	}
+	// startCovered: a signed checkpoint seen so far covers the removal of
+	// records 1..prunedThrough: a checkpoint record naming it, or an
+	// exported one naming the record that the first remaining record of
+	// its chain links to.
+	startCovered := false
 	uncovered := func() (VerifyReport, error) {
 		rep.BadSeq = 1
 		rep.Problem = fmt.Sprintf("records 1..%d are missing and no signed checkpoint covers their removal", prunedThrough)
 		return rep, nil
 	}
 	bad := func(seq int64, format string, args ...any) (VerifyReport, error) {
-		if prunedThrough > 0 && !startCovered() && !coveredAhead(ctx, r, opts.PublicKey, prunedThrough) {
+		if prunedThrough > 0 && !startCovered && !coveredAhead(ctx, r, opts.PublicKey, prunedThrough) {
 			return uncovered() // the missing start comes first in sequence order
 		}
 		rep.BadSeq = seq
@@ -229,7 +222,9 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 					return bad(e.Seq, "the first record of chain %q does not start it (prev_hash is not the genesis hash)", e.Chain)
 				}
 				chains[e.Chain] = c
-				firstPrev[e.Chain] = e.PrevHash
+				if x, ok := expect[prunedThrough]; prunedThrough > 0 && ok && x.chainKnown && x.chain == e.Chain && x.hash == e.PrevHash {
+					startCovered = true
+				}
 				order = append(order, e.Chain)
 			} else if e.PrevHash != c.HeadHash {
 				return bad(e.Seq, "prev_hash does not match record %d, the previous record of chain %q (a record was inserted, deleted or reordered)", c.LastSeq, e.Chain)
@@ -264,7 +259,9 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 				if logSeq != e.Seq-1 || prevSeq != 0 && prevSeq == logSeq && logHash != prevRecHash {
 					return bad(e.Seq, "checkpoint record names seq %d of the log, not the record before it", logSeq)
 				}
-				coveredBy[cp.Seq], coveredBy[logSeq] = true, true
+				if prunedThrough > 0 && (cp.Seq == prunedThrough || logSeq == prunedThrough) {
+					startCovered = true
+				}
 				rep.Checkpoints++
 			case AuditPrune:
 				var d struct {
@@ -298,7 +295,7 @@ func Verify(ctx context.Context, r Reader, opts VerifyOptions) (VerifyReport, er
 		// records only up to a signed checkpoint and records that it did
 		// (audit.prune, written before it deletes); without both, someone
 		// else removed them.
-		if !startCovered() {
+		if !startCovered {
 			return uncovered()
 		}
 		if !pruneRecorded[prunedThrough] {
