@@ -114,7 +114,8 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 		return nil, err
 	}
 	a.Store = db
-	if err := checkKeyFiles(ctx, cfg, db); err != nil {
+	head, err := checkKeyFiles(ctx, cfg, db)
+	if err != nil {
 		return nil, err
 	}
 	serverSecret, _, err := datadir.LoadOrCreateSecret(cfg.DataDir, datadir.ServerSecret, authn.SecretSize)
@@ -132,7 +133,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, er
 	if err != nil {
 		return nil, err
 	}
-	if err := keysMatchStore(ctx, db, chain); err != nil {
+	if err := keysMatchStore(ctx, db, chain, head); err != nil {
 		return nil, err
 	}
 	if a.Audit, err = audit.NewWriter(audit.Config{

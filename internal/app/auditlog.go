@@ -54,7 +54,7 @@ func AuditChain(cfg *config.Config, getenv func(string) string, create bool) (*a
 }
 
 func chainKey(cfg *config.Config, getenv func(string) string, create bool) ([]byte, error) {
-	if v := strings.TrimSpace(getenv(ChainKeyEnv)); v != "" {
+	if v := chainKeyFromEnv(getenv); v != "" {
 		key, err := hex.DecodeString(v)
 		if err != nil || len(key) < 32 {
 			// Never echo the value: it is the key.
@@ -70,6 +70,13 @@ func chainKey(cfg *config.Config, getenv func(string) string, create bool) ([]by
 		return nil, fmt.Errorf("audit chain key: want at least 32 bytes, found %d", len(key))
 	}
 	return key, nil
+}
+
+// chainKeyFromEnv returns $PORTCULLIS_AUDIT_CHAIN_KEY as the chain key
+// source sees it (blank counts as unset), so that the start-up key check
+// and the key itself agree on where the key comes from.
+func chainKeyFromEnv(getenv func(string) string) string {
+	return strings.TrimSpace(getenv(ChainKeyEnv))
 }
 
 // secretFile reads an explicitly configured key file (never created) or

@@ -115,6 +115,22 @@ func TestOpenRefusesKeysThatDoNotMatchTheStore(t *testing.T) {
 			}
 		})
 	}
+	t.Run("blank chain key variable", func(t *testing.T) {
+		// Blank counts as unset for the key itself, so it must not excuse
+		// a missing chain key file either (a new key would be made).
+		orig := save(datadir.AuditChainKey)
+		defer put(datadir.AuditChainKey, orig)
+		if err := os.Remove(key(datadir.AuditChainKey)); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(app.ChainKeyEnv, "  \t")
+		if _, err := open(); err == nil || !strings.Contains(err.Error(), datadir.AuditChainKey) {
+			t.Fatalf("Open without %s and a blank %s = %v, want a refusal naming the file", datadir.AuditChainKey, app.ChainKeyEnv, err)
+		}
+		if _, err := os.Stat(key(datadir.AuditChainKey)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the refused start made a new chain key (%v)", err)
+		}
+	})
 	t.Run("the right keys still open", func(t *testing.T) {
 		if _, err := open(); err != nil {
 			t.Fatalf("Open with the original keys: %v", err)

@@ -32,7 +32,8 @@ func OpenSecretsAdmin(ctx context.Context, cfg *config.Config, by string, log *s
 	if err != nil {
 		return nil, err
 	}
-	if err := checkKeyFiles(ctx, cfg, db); err != nil {
+	head, err := checkKeyFiles(ctx, cfg, db)
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -43,7 +44,7 @@ func OpenSecretsAdmin(ctx context.Context, cfg *config.Config, by string, log *s
 	}
 	chain, err := AuditChain(cfg, os.Getenv, true)
 	if err == nil {
-		err = keysMatchStore(ctx, db, chain)
+		err = keysMatchStore(ctx, db, chain, head)
 	}
 	if err != nil {
 		db.Close()

@@ -97,27 +97,28 @@ func ReplicaID(cfg *config.Config) string {
 // whose keys were lost). Missing files are an error naming them; nothing
 // is created. Key files configured elsewhere (audit.chain_key_file,
 // PORTCULLIS_AUDIT_CHAIN_KEY, audit.signing_key_file) are the
-// configuration's to provide.
-func checkKeyFiles(ctx context.Context, cfg *config.Config, db Storage) error {
+// configuration's to provide. It returns the newest audit record (none
+// for an empty log), for keysMatchStore.
+func checkKeyFiles(ctx context.Context, cfg *config.Config, db Storage) ([]audit.Event, error) {
 	evs, err := db.QueryAudit(ctx, audit.Query{Limit: 1})
 	if err != nil {
-		return fmt.Errorf("reading the audit log: %w", err)
+		return nil, fmt.Errorf("reading the audit log: %w", err)
 	}
 	keys, err := db.ListAPIKeys(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the API keys: %w", err)
+		return nil, fmt.Errorf("reading the API keys: %w", err)
 	}
 	secs, err := db.ListSecrets(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the secrets: %w", err)
+		return nil, fmt.Errorf("reading the secrets: %w", err)
 	}
 	if len(evs) == 0 && len(keys) == 0 && len(secs) == 0 {
-		return nil // a new store: the keys made now are its keys
+		return evs, nil // a new store: the keys made now are its keys
 	}
 	var missing []string
 	for _, name := range datadir.KeyFiles {
 		switch {
-		case name == datadir.AuditChainKey && (cfg.Audit.ChainKeyFile != "" || os.Getenv(ChainKeyEnv) != ""),
+		case name == datadir.AuditChainKey && (cfg.Audit.ChainKeyFile != "" || chainKeyFromEnv(os.Getenv) != ""),
 			name == datadir.AuditSigningKey && cfg.Audit.SigningKeyFile != "",
 			name == datadir.SecretsKey && len(secs) == 0: // made on first use
 			continue
@@ -127,22 +128,19 @@ func checkKeyFiles(ctx context.Context, cfg *config.Config, db Storage) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%s missing from %s although the store holds data: %s", strings.Join(missing, ", "), cfg.DataDir, keyFilesFix())
+		return nil, fmt.Errorf("%s missing from %s although the store holds data: %s", strings.Join(missing, ", "), cfg.DataDir, keyFilesFix())
 	}
-	return nil
+	return evs, nil
 }
 
 // keysMatchStore checks the audit keys against what the store holds: the
 // newest sealed record must verify under the chain key, and the newest
 // checkpoint must be signed by the signing key. (The server secret and
 // audit key leave nothing checkable in the store; checkKeyFiles makes sure
-// they are not made anew for a store in use.)
-func keysMatchStore(ctx context.Context, db Storage, chain *audit.Chain) error {
-	evs, err := db.QueryAudit(ctx, audit.Query{Limit: 1})
-	if err != nil {
-		return fmt.Errorf("reading the audit head: %w", err)
-	}
-	if len(evs) == 1 && evs[0].Hash != "" && !chain.Check(&evs[0]) {
+// they are not made anew for a store in use.) head is the newest record,
+// as checkKeyFiles read it.
+func keysMatchStore(ctx context.Context, db Storage, chain *audit.Chain, head []audit.Event) error {
+	if evs := head; len(evs) == 1 && evs[0].Hash != "" && !chain.Check(&evs[0]) {
 		return fmt.Errorf("the audit chain key does not match this store's records (seq %d does not verify): %s", evs[0].Seq, keyFilesFix())
 	}
 	cps, err := db.QueryAudit(ctx, audit.Query{Type: audit.AuditCheckpoint, Limit: 1})

@@ -3,9 +3,9 @@ package config
 import (
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strings"
 
+	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/datadir"
 )
 
@@ -33,12 +33,11 @@ type StorageConfig struct {
 	// ignored. Exclusive with DSN.
 	DSNFile string `yaml:"dsn_file"`
 	// ReplicaID names this gateway among the replicas sharing one
-	// PostgreSQL (logs, audit detail). Empty: the host name. Letters,
-	// digits, '.', '_' and '-', at most 64.
+	// PostgreSQL (logs, audit detail, the id of its audit chain). Empty:
+	// the host name. Letters, digits, '.', '_' and '-', at most 64
+	// (audit.ValidChainID).
 	ReplicaID string `yaml:"replica_id"`
 }
-
-var replicaIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 func (c *Config) validateStorage(bad func(key, format string, args ...any)) {
 	s := &c.Storage
@@ -65,7 +64,7 @@ func (c *Config) validateStorage(bad func(key, format string, args ...any)) {
 	default:
 		bad("storage.driver", "must be %q or %q, got %q", DriverSQLite, DriverPostgres, s.Driver)
 	}
-	if s.ReplicaID != "" && !replicaIDRE.MatchString(s.ReplicaID) {
+	if s.ReplicaID != "" && !audit.ValidChainID(s.ReplicaID) {
 		bad("storage.replica_id", "must be 1-64 letters, digits, '.', '_' or '-', got %q", s.ReplicaID)
 	}
 }
