@@ -29,16 +29,18 @@ var (
 )
 
 // SchemaVersions is what a backend's migration tool reports: the
-// database's current schema version and the newest one the binary embeds.
+// database's current schema version and the newest one the binary embeds
+// (goose's Provider.GetVersions, which takes no lock).
 type SchemaVersions interface {
-	GetDBVersion(ctx context.Context) (int64, error)
+	GetVersions(ctx context.Context) (current, newest int64, err error)
 }
 
 // CheckSchemaNotNewer returns an error wrapping ErrSchemaNewer when the
-// database's schema version (from p) is above newest, the newest
-// migration this binary embeds.
-func CheckSchemaNotNewer(ctx context.Context, p SchemaVersions, newest int64) error {
-	cur, err := p.GetDBVersion(ctx)
+// database's schema version (from p) is above the newest migration this
+// binary embeds. Backends call it after applying their migrations, which
+// on a newer schema find nothing to do and write nothing.
+func CheckSchemaNotNewer(ctx context.Context, p SchemaVersions) error {
+	cur, newest, err := p.GetVersions(ctx)
 	if err != nil {
 		return fmt.Errorf("schema version: %w", err)
 	}

@@ -382,3 +382,28 @@ func hasRule(fs []Finding, rule string) bool {
 	}
 	return false
 }
+
+// MarshalFindings is the stored form of a pin's findings, the same in
+// every store backend: a JSON array, "[]" for none.
+func MarshalFindings(fs []Finding) (string, error) {
+	if len(fs) == 0 {
+		return "[]", nil
+	}
+	b, err := json.Marshal(fs)
+	if err != nil {
+		return "", fmt.Errorf("pin findings: %w", err)
+	}
+	return string(b), nil
+}
+
+// ParseFindings reads stored findings back; an empty array is nil.
+func ParseFindings(s string) ([]Finding, error) {
+	var fs []Finding
+	if err := json.Unmarshal([]byte(s), &fs); err != nil {
+		return nil, fmt.Errorf("pin findings: %w", err)
+	}
+	if len(fs) == 0 {
+		return nil, nil
+	}
+	return fs, nil
+}

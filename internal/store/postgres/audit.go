@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/reason"
+	"github.com/portcullis/portcullis/internal/store"
 )
 
 // auditLockKey is the transaction advisory lock that serializes appends to
@@ -127,19 +127,21 @@ func auditHead(ctx context.Context, tx pgx.Tx, id string) (audit.Head, audit.Hea
 // sorted as stored.
 func cleanEvent(e *audit.Event) {
 	for _, s := range []*string{&e.ID, &e.Principal, &e.Session, &e.RequestID, &e.RemoteAddr, &e.Tool, &e.Server,
-		&e.ArgsDigest, &e.Decision, &e.Status, &e.ResultDigest, &e.Error, &e.Detail, &e.Chain} {
+		&e.ArgsDigest, &e.Decision, &e.Status, &e.ResultDigest, &e.Error, &e.Detail} { // (Chain: SealAt sets it)
 		*s = storable(*s)
 	}
 	e.Type = audit.Type(storable(string(e.Type)))
 	e.Reason = reason.Code(storable(string(e.Reason)))
-	if a := string(e.Args); storable(a) != a {
-		e.Args = []byte(storable(a))
+	if a := string(e.Args); a != "" {
+		if c := storable(a); c != a {
+			e.Args = []byte(c)
+		}
 	}
 	roles := make([]string, len(e.Roles))
 	for i, r := range e.Roles {
 		roles[i] = storable(r)
 	}
-	e.Roles = splitRoles(joinRoles(roles))
+	e.Roles = store.SplitRoles(store.JoinRoles(roles))
 }
 
 // auditBatch holds a batch as the parallel arrays of insertAudit.
@@ -160,7 +162,7 @@ func (b *auditBatch) add(e *audit.Event) {
 	b.seq = append(b.seq, e.Seq)
 	b.timeNS = append(b.timeNS, ns(e.Time))
 	b.duration = append(b.duration, int64(e.Duration))
-	for i, s := range [20]string{e.ID, string(e.Type), e.Principal, joinRoles(e.Roles), e.Session, e.RequestID,
+	for i, s := range [20]string{e.ID, string(e.Type), e.Principal, strings.Join(e.Roles, ","), e.Session, e.RequestID,
 		e.RemoteAddr, e.Tool, e.Server, e.ArgsDigest, string(e.Args), e.Decision, string(e.Reason), e.Status,
 		e.ResultDigest, e.Error, e.Detail, e.PrevHash, e.Hash, e.Chain} {
 		b.text[i] = append(b.text[i], s)
@@ -238,7 +240,7 @@ func (db *DB) QueryAudit(ctx context.Context, q audit.Query) ([]audit.Event, err
 		}
 		e.Time = fromNS(t)
 		e.Type = audit.Type(typ)
-		e.Roles = splitRoles(roles)
+		e.Roles = store.SplitRoles(roles)
 		if eargs != "" {
 			e.Args = []byte(eargs)
 		}
@@ -298,17 +300,4 @@ func (db *DB) ProbeWrite(ctx context.Context) error {
 		return wrap("write probe", err)
 	}
 	return nil
-}
-
-func joinRoles(roles []string) string {
-	r := slices.Clone(roles)
-	slices.Sort(r)
-	return strings.Join(r, ",")
-}
-
-func splitRoles(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, ",")
 }

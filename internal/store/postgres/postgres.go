@@ -122,19 +122,19 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, redact(fmt.Errorf("postgres: connect to %s: %w", where, err), password, dsn)
+		return nil, redact(fmt.Errorf("postgres: connect to %s: %w", where, err), password, dsn, where)
 	}
 	pctx, cancel := context.WithTimeout(ctx, cfg.ConnConfig.ConnectTimeout)
 	err = pool.Ping(pctx)
 	cancel()
 	if err != nil {
 		pool.Close()
-		return nil, redact(fmt.Errorf("postgres: connect to %s within %s: %w", where, cfg.ConnConfig.ConnectTimeout, err), password, dsn)
+		return nil, redact(fmt.Errorf("postgres: connect to %s within %s: %w", where, cfg.ConnConfig.ConnectTimeout, err), password, dsn, where)
 	}
 	if !opts.ReadOnly {
 		if err := migrate(ctx, pool, opts.Logger); err != nil {
 			pool.Close()
-			return nil, redact(err, password, dsn)
+			return nil, redact(err, password, dsn, where)
 		}
 	}
 	return &DB{pool: pool, now: opts.Now}, nil
@@ -157,6 +157,10 @@ func hostPort(c *pgx.ConnConfig) string {
 	return fmt.Sprintf("%s:%d", c.Host, c.Port)
 }
 
+// minRedactedPassword is the shortest password redact replaces: a
+// shorter one is likely to stand in ordinary text of the message.
+const minRedactedPassword = 8
+
 // secretFreeError carries a message scrubbed of the password; Unwrap keeps
 // the cause for errors.Is (a deadline, a refused connection).
 type secretFreeError struct {
@@ -169,13 +173,17 @@ func (e *secretFreeError) Unwrap() error { return e.err }
 
 // redact returns err with every occurrence of the DSN and of the password
 // removed from its message (pgx names host, database and user, never the
-// password; this makes sure of it).
-func redact(err error, password, dsn string) error {
+// password; this makes sure of it). The password is replaced only where
+// replacing cannot itself reveal it: when it is at least
+// minRedactedPassword bytes and not part of public, the host, port,
+// database and user the message names (a password "5432" or equal to the
+// user name would otherwise show up as "host:[PASSWORD]").
+func redact(err error, password, dsn, public string) error {
 	msg := err.Error()
 	if dsn != "" {
 		msg = strings.ReplaceAll(msg, dsn, "[DSN]")
 	}
-	if password != "" {
+	if len(password) >= minRedactedPassword && !strings.Contains(public, password) {
 		msg = strings.ReplaceAll(msg, password, "[PASSWORD]")
 	}
 	return &secretFreeError{msg: msg, err: errors.Unwrap(err)}
@@ -198,13 +206,12 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("postgres: migrations: %w", err)
 	}
-	srcs := p.ListSources()
-	if err := store.CheckSchemaNotNewer(ctx, p, srcs[len(srcs)-1].Version); err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
 	results, err := p.Up(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	if err := store.CheckSchemaNotNewer(ctx, p); err != nil {
+		return fmt.Errorf("postgres: %w", err)
 	}
 	for _, r := range results {
 		log.Info("postgres: schema migrated", "version", r.Source.Version, "took", r.Duration)

@@ -159,6 +159,29 @@ func TestOpenWrongPasswordHidesIt(t *testing.T) {
 	wantSecretFree(t, err, dsn)
 }
 
+// TestOpenRedactionRevealsNothing: redaction must not itself point at the
+// password. A (wrong) password equal to the user name, or a short one,
+// is not replaced where the message names the user or other text: a
+// "[PASSWORD]" standing for the user name would tell the reader the
+// password.
+func TestOpenRedactionRevealsNothing(t *testing.T) {
+	u, err := url.Parse(pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := u.User.Username()
+	for _, pw := range []string{user, "conn"} {
+		u.User = url.UserPassword(user, pw)
+		_, err := postgres.Open(t.Context(), u.String(), postgres.Options{Logger: testLogger()})
+		if err == nil {
+			t.Fatalf("Open with the wrong password %q succeeded", pw)
+		}
+		if msg := err.Error(); strings.Contains(msg, "[PASSWORD]") || !strings.Contains(msg, fmt.Sprintf("user %q", user)) {
+			t.Errorf("password %q: error %q; want the user named and no [PASSWORD] marking where the password appears", pw, msg)
+		}
+	}
+}
+
 // schemaVersions returns the migrations goose recorded, in order.
 func schemaVersions(t *testing.T, dsn string) []int64 {
 	t.Helper()

@@ -43,7 +43,7 @@ func (db *DB) ListUsers(ctx context.Context) ([]store.User, error) {
 			return nil, err
 		}
 		u.CreatedAt = fromNS(created)
-		u.Roles = splitRoles(joinRoles(splitRoles(roles))) // sorted
+		u.Roles = store.SplitRoles(store.JoinRoles(store.SplitRoles(roles))) // sorted
 		out = append(out, u)
 	}
 	return out, rows.Err()

@@ -61,7 +61,7 @@ func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*aud
 	}
 	stmt := tx.StmtContext(ctx, st.insert) // closed with the transaction
 	for _, e := range events {
-		e.Roles = splitRoles(joinRoles(e.Roles)) // seal the roles as stored: sorted
+		e.Roles = store.SplitRoles(store.JoinRoles(e.Roles)) // seal the roles as stored: sorted
 		if err := chain.SealAt(e, last, head); err != nil {
 			return err
 		}
@@ -78,7 +78,7 @@ func (db *DB) AppendAudit(ctx context.Context, chain *audit.Chain, events []*aud
 }
 
 func auditValues(e *audit.Event) []any {
-	return []any{e.Seq, e.ID, ns(e.Time), string(e.Type), e.Principal, joinRoles(e.Roles), e.Session, e.RequestID,
+	return []any{e.Seq, e.ID, ns(e.Time), string(e.Type), e.Principal, strings.Join(e.Roles, ","), e.Session, e.RequestID,
 		e.RemoteAddr, e.Tool, e.Server, e.ArgsDigest, string(e.Args), e.Decision, string(e.Reason),
 		e.Status, int64(e.Duration), e.ResultDigest, e.Error, e.Detail, e.PrevHash, e.Hash, e.Chain}
 }
@@ -202,7 +202,7 @@ func scanEvents(rows *sql.Rows) ([]audit.Event, error) {
 		}
 		e.Time = fromNS(t)
 		e.Type = audit.Type(typ)
-		e.Roles = splitRoles(roles)
+		e.Roles = store.SplitRoles(roles)
 		if args != "" {
 			e.Args = []byte(args)
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -291,17 +290,4 @@ func (db *DB) RecordSession(ctx context.Context, s store.Session) error {
 		return fmt.Errorf("sqlite: record session: %w", err)
 	}
 	return nil
-}
-
-func joinRoles(roles []string) string {
-	r := slices.Clone(roles)
-	slices.Sort(r)
-	return strings.Join(r, ",")
-}
-
-func splitRoles(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, ",")
 }

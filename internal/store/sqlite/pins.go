@@ -21,11 +21,11 @@ func (db *DB) PutPin(ctx context.Context, r pin.Record) error {
 	if err := r.Validate(); err != nil {
 		return err
 	}
-	findings, err := findingsJSON(r.Findings)
+	findings, err := pin.MarshalFindings(r.Findings)
 	if err != nil {
 		return err
 	}
-	pending, err := findingsJSON(r.PendingFindings)
+	pending, err := pin.MarshalFindings(r.PendingFindings)
 	if err != nil {
 		return err
 	}
@@ -106,10 +106,10 @@ func scanPin(row interface{ Scan(...any) error }) (pin.Record, error) {
 		r.PendingDefinition = json.RawMessage(pendingDef)
 	}
 	var err error
-	if r.Findings, err = parseFindings(findings); err != nil {
+	if r.Findings, err = pin.ParseFindings(findings); err != nil {
 		return r, err
 	}
-	if r.PendingFindings, err = parseFindings(pendingFindings); err != nil {
+	if r.PendingFindings, err = pin.ParseFindings(pendingFindings); err != nil {
 		return r, err
 	}
 	r.FirstSeen, r.UpdatedAt = fromNS(firstSeen), fromNS(updated)
@@ -117,26 +117,4 @@ func scanPin(row interface{ Scan(...any) error }) (pin.Record, error) {
 		r.AcceptedAt = fromNS(accepted.Int64)
 	}
 	return r, nil
-}
-
-func findingsJSON(fs []pin.Finding) (string, error) {
-	if len(fs) == 0 {
-		return "[]", nil
-	}
-	b, err := json.Marshal(fs)
-	if err != nil {
-		return "", fmt.Errorf("sqlite: pin findings: %w", err)
-	}
-	return string(b), nil
-}
-
-func parseFindings(s string) ([]pin.Finding, error) {
-	var fs []pin.Finding
-	if err := json.Unmarshal([]byte(s), &fs); err != nil {
-		return nil, fmt.Errorf("pin findings: %w", err)
-	}
-	if len(fs) == 0 {
-		return nil, nil
-	}
-	return fs, nil
 }

@@ -140,12 +140,11 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: migrations: %w", err)
 	}
-	srcs := p.ListSources()
-	if err := store.CheckSchemaNotNewer(ctx, p, srcs[len(srcs)-1].Version); err != nil {
-		return fmt.Errorf("sqlite: %w", err)
-	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	if err := store.CheckSchemaNotNewer(ctx, p); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
 	}
 	return nil
 }
