@@ -118,12 +118,13 @@ func (s *server) connectHTTP(ctx context.Context) (*conn, error) {
 	var users sync.Map // principal name → *userSession
 	var stopped atomic.Bool
 	c.stop = func() {
-		stopped.Store(true) // before the walk: a user session made later sees it
+		// Set before the walk: a call that gets its user's lock after the
+		// walk sees it; one that got it before is waited for and closed.
+		stopped.Store(true)
 		cs.Close()
 		users.Range(func(_, v any) bool {
 			us := v.(*userSession)
 			us.mu.Lock()
-			us.stopped = true // no session is opened after stop
 			us.closeLocked()
 			us.mu.Unlock()
 			return true
@@ -135,14 +136,17 @@ func (s *server) connectHTTP(ctx context.Context) (*conn, error) {
 				return nil, tool.Errorf(reason.PermissionDenied, errNoCredential,
 					"no credential for upstream server %s is stored for you", s.cfg.Name)
 			}
+			// The credential is read outside the user's lock: a store read
+			// and a decryption that the user's other calls need not queue
+			// behind (a rotation racing it costs at most one more reopen).
+			tok, ok, err := s.token(ctx, user)
 			v, _ := users.LoadOrStore(user, &userSession{})
 			us := v.(*userSession)
 			us.mu.Lock()
 			defer us.mu.Unlock()
-			if us.stopped || stopped.Load() {
+			if stopped.Load() {
 				return nil, tool.Errorf(reason.Unavailable, errStopped, "upstream server %s is not available", s.cfg.Name)
 			}
-			tok, ok, err := s.token(ctx, user)
 			if err != nil {
 				return nil, tool.Errorf(reason.Unavailable, err, "upstream server %s is not available", s.cfg.Name)
 			}
@@ -176,10 +180,9 @@ func (s *server) connectHTTP(ctx context.Context) (*conn, error) {
 }
 
 type userSession struct {
-	mu      sync.Mutex
-	cs      *mcp.ClientSession
-	sum     [sha256.Size]byte // SHA-256 of the credential cs was opened with
-	stopped bool              // the server's connection was stopped
+	mu  sync.Mutex
+	cs  *mcp.ClientSession
+	sum [sha256.Size]byte // SHA-256 of the credential cs was opened with (no second copy of it kept)
 }
 
 // errStopped: a per-user session was asked for after the server's
