@@ -357,15 +357,21 @@ func (e *Engine) forgetSeen(now time.Time) {
 			delete(e.seen, id)
 		}
 	}
-	for len(e.seen) > maxSeen {
-		var oldest string
-		var ot time.Time
-		for id, t := range e.seen {
-			if oldest == "" || t.Before(ot) {
-				oldest, ot = id, t
-			}
+	if over := len(e.seen) - maxSeen; over > 0 {
+		// One sort, not a scan of the whole set per id dropped (that was
+		// quadratic, under the lock Record needs).
+		type seenID struct {
+			id string
+			t  time.Time
 		}
-		delete(e.seen, oldest)
+		all := make([]seenID, 0, len(e.seen))
+		for id, t := range e.seen {
+			all = append(all, seenID{id, t})
+		}
+		slices.SortFunc(all, func(a, b seenID) int { return a.t.Compare(b.t) })
+		for _, x := range all[:over] {
+			delete(e.seen, x.id)
+		}
 	}
 }
 
