@@ -95,9 +95,15 @@ type Authenticator struct {
 type keyCache struct {
 	mu      sync.RWMutex  // read-locked on the hit path
 	maxAge  time.Duration // 0: caching off
-	max     int
 	gen     uint64
 	entries map[string]cachedKey
+}
+
+// dropLocked empties the cache, and the generation change keeps a lookup
+// that read the store before from storing what it read; c.mu is held.
+func (c *keyCache) dropLocked() {
+	c.gen++
+	c.entries = nil
 }
 
 type cachedKey struct {
@@ -134,17 +140,15 @@ func New(secret []byte, keys KeyStore, now func() time.Time) (*Authenticator, er
 func (a *Authenticator) CacheKeys(maxAge time.Duration) {
 	a.cache.mu.Lock()
 	defer a.cache.mu.Unlock()
-	a.cache.maxAge, a.cache.max = max(maxAge, 0), KeyCacheMaxEntries
-	a.cache.gen++
-	a.cache.entries = nil
+	a.cache.maxAge = max(maxAge, 0)
+	a.cache.dropLocked()
 }
 
 // Invalidate drops every cached key. Safe for concurrent use.
 func (a *Authenticator) Invalidate() {
 	a.cache.mu.Lock()
 	defer a.cache.mu.Unlock()
-	a.cache.gen++
-	a.cache.entries = nil
+	a.cache.dropLocked()
 }
 
 // lookup returns the key with digest h and its user, from the cache when
@@ -167,7 +171,7 @@ func (a *Authenticator) lookup(ctx context.Context, h []byte) (store.APIKey, sto
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen == gen {
-		if c.entries == nil || len(c.entries) >= c.max {
+		if c.entries == nil || len(c.entries) >= KeyCacheMaxEntries {
 			c.entries = make(map[string]cachedKey)
 		}
 		c.entries[string(h)] = cachedKey{key: k, user: u, at: now}
