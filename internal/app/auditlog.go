@@ -255,7 +255,7 @@ func VerifyAudit(ctx context.Context, cfg *config.Config, opts VerifyOptions, lo
 	if cfg.Storage.Driver == config.DriverPostgres && opts.Database == "" {
 		// Every replica's records, in the shared database; PostgreSQL
 		// checks its own pages (data checksums), there is no file to check.
-		db, err := openPostgresReadOnly(ctx, cfg, log)
+		db, err := openPostgres(ctx, cfg, log, true)
 		if err != nil {
 			return audit.VerifyReport{}, err
 		}

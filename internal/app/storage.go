@@ -35,14 +35,14 @@ var (
 	_ Storage = (*postgres.DB)(nil)
 )
 
-// openPostgresReadOnly opens the configured PostgreSQL store for an
-// offline reader: no migrations, read-only transactions.
-func openPostgresReadOnly(ctx context.Context, cfg *config.Config, log *slog.Logger) (*postgres.DB, error) {
+// openPostgres opens the configured PostgreSQL store; readOnly is for
+// offline readers: no migrations, read-only transactions.
+func openPostgres(ctx context.Context, cfg *config.Config, log *slog.Logger, readOnly bool) (*postgres.DB, error) {
 	dsn, err := cfg.Storage.PostgresDSN()
 	if err != nil {
 		return nil, err
 	}
-	db, err := postgres.Open(ctx, dsn, postgres.Options{Logger: log, ReadOnly: true})
+	db, err := postgres.Open(ctx, dsn, postgres.Options{Logger: log, ReadOnly: readOnly})
 	if err != nil {
 		return nil, fmt.Errorf("storage.driver postgres: %w", err)
 	}
@@ -56,15 +56,7 @@ func openPostgresReadOnly(ctx context.Context, cfg *config.Config, log *slog.Log
 func OpenStorage(ctx context.Context, cfg *config.Config, log *slog.Logger) (Storage, error) {
 	switch cfg.Storage.Driver {
 	case config.DriverPostgres:
-		dsn, err := cfg.Storage.PostgresDSN()
-		if err != nil {
-			return nil, err
-		}
-		db, err := postgres.Open(ctx, dsn, postgres.Options{Logger: log})
-		if err != nil {
-			return nil, fmt.Errorf("storage.driver postgres: %w", err)
-		}
-		return db, nil
+		return openPostgres(ctx, cfg, log, false)
 	case config.DriverSQLite:
 		return sqlite.Open(ctx, filepath.Join(cfg.DataDir, datadir.DatabaseFile), sqlite.Options{Logger: log})
 	}

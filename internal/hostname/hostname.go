@@ -110,6 +110,10 @@ func Valid(h string) bool {
 	return true
 }
 
+// ValidName reports whether h (lower case, no trailing dot) is a name
+// Parse accepts: Valid and not ending in a number.
+func ValidName(h string) bool { return Valid(h) && !EndsInNumber(h) }
+
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 func isHex(c byte) bool { return isDigit(c) || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }

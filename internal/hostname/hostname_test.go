@@ -72,3 +72,13 @@ func TestValidLength(t *testing.T) {
 		t.Errorf("a %d-byte name is accepted", len(name)+1)
 	}
 }
+
+// TestValidName: a name Parse accepts, never a numeric last label.
+func TestValidName(t *testing.T) {
+	for h, want := range map[string]bool{"example.com": true, "a-b.c_d": true, "127.1": false, "x.0x7f": false,
+		"2130706433": false, "": false, "Example.com": false, "a..b": false} {
+		if got := hostname.ValidName(h); got != want {
+			t.Errorf("ValidName(%q) = %v, want %v", h, got, want)
+		}
+	}
+}

@@ -66,7 +66,7 @@ func FuzzRequestTarget(f *testing.F) {
 			if tg.ip.String() != tg.host || tg.ip.Is4In6() || tg.ip.Zone() != "" {
 				t.Fatalf("%q -> %+v: bad literal", in, tg)
 			}
-		} else if hostname.EndsInNumber(tg.host) || !hostname.Valid(tg.host) {
+		} else if !hostname.ValidName(tg.host) {
 			t.Fatalf("%q -> %+v: numeric or invalid name", in, tg)
 		}
 	}

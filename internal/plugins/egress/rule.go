@@ -90,7 +90,7 @@ func ParseRule(pattern string, wildcards bool) (Rule, error) {
 		switch {
 		case strings.Contains(rest, "*"):
 			return bad("%q: only a single leading \"*.\" label may be a wildcard", pattern)
-		case !hostname.Valid(rest) || hostname.EndsInNumber(rest):
+		case !hostname.ValidName(rest):
 			return bad("%q: invalid wildcard domain", pattern)
 		case !strings.Contains(rest, "."):
 			return bad("%q: a wildcard must cover a domain of at least two labels", pattern)

@@ -188,7 +188,7 @@ func parsePattern(s string) (pattern, error) {
 		}
 	}
 	host = strings.TrimSuffix(host, ".")
-	if hostname.EndsInNumber(host) || !hostname.Valid(host) {
+	if !hostname.ValidName(host) {
 		return p, fmt.Errorf("allow pattern %q: invalid host (want name, *.domain or IP address, optional :port)", s)
 	}
 	p.host = host
