@@ -62,6 +62,14 @@ func approvalGateway(t *testing.T, env ...string) *gateway {
 		}
 		t.Skipf("SKIP: git_commit is not offered on this host (sandbox or git unavailable): %s", strings.Join(why, "; "))
 	}
+	aprRepo(t, g)
+	return g
+}
+
+// aprRepo makes g's workspace a git repository with one commit of a.txt
+// (v0) and lets developers call git_commit.
+func aprRepo(t *testing.T, g *gateway) {
+	t.Helper()
 	aprWrite(t, g.workspace, "v0\n")
 	aprGit(t, g.workspace, "init", "-q")
 	aprGit(t, g.workspace, "add", "a.txt")
@@ -81,7 +89,6 @@ func approvalGateway(t *testing.T, env ...string) *gateway {
 		t.Fatal(err)
 	}
 	aprCLI(t, g, "role", "grant", "developer", "--action", "call", "--pattern", "git_commit")
-	return g
 }
 
 // aprGit runs the host's git in dir for setup and verification, isolated

@@ -384,13 +384,6 @@ func TestAuditCrashDurability(t *testing.T) {
 		starts, ends, unacked)
 }
 
-// trailStartAt starts serve with its data dir at dataDir (startGateway
-// always makes a fresh one under t.TempDir) and a fresh workspace.
-func trailStartAt(t *testing.T, dataDir string, env ...string) *gateway {
-	t.Helper()
-	return startGatewayAt(t, dataDir, filepath.Join(t.TempDir(), "ws"), env...)
-}
-
 // trailFill writes path until the file system is full (ENOSPC).
 func trailFill(t *testing.T, path string) {
 	t.Helper()
@@ -518,7 +511,7 @@ func TestAuditFaultFailsClosed(t *testing.T) {
 			t.Errorf("umount %s: %v: %s", mnt, err, out)
 		}
 	})
-	g := trailStartAt(t, filepath.Join(mnt, "data"), "PORTCULLIS_AUDIT_COMMIT_TIMEOUT=2s")
+	g := startGatewayAt(t, filepath.Join(mnt, "data"), filepath.Join(t.TempDir(), "ws"), "PORTCULLIS_AUDIT_COMMIT_TIMEOUT=2s")
 	key := g.createKey("fay", "developer")
 	cs := g.connect(key, "")
 	for i := range 5 {

@@ -69,7 +69,6 @@ func startReplicas(t *testing.T, env ...string) *replicas {
 	if err := datadir.Ensure(dir); err != nil {
 		t.Fatal(err)
 	}
-	copied := 0
 	for _, name := range replicaKeyFiles {
 		b, err := datadir.ReadPrivate(filepath.Join(r.a.dataDir, name))
 		if errors.Is(err, os.ErrNotExist) && name == datadir.SecretsKey {
@@ -81,13 +80,19 @@ func startReplicas(t *testing.T, env ...string) *replicas {
 		if err := datadir.WritePrivate(filepath.Join(dir, name), b); err != nil {
 			t.Fatal(err)
 		}
-		copied++
-	}
-	if copied < len(replicaKeyFiles)-1 {
-		t.Fatalf("copied %d key files, want at least %d", copied, len(replicaKeyFiles)-1)
 	}
 	r.b = startGatewayAt(t, dir, r.a.workspace, append(slices.Clone(common), "PORTCULLIS_STORAGE_REPLICA_ID=b")...)
 	return r
+}
+
+// replicaServed requires that key is served (200) by every one of gs.
+func replicaServed(t *testing.T, key string, gs ...*gateway) {
+	t.Helper()
+	for _, g := range gs {
+		if p := replicaProbe(t, g, key); p.status != http.StatusOK {
+			t.Fatalf("key on %s: %d %s", g.base, p.status, p.body)
+		}
+	}
 }
 
 // replicaProbe is a stateless (2026-07-28) tools/list as key on g: the
@@ -150,11 +155,7 @@ func TestReplicaSharedIdentity(t *testing.T) {
 
 	t.Run("key revoked on A is refused on B", func(t *testing.T) {
 		k := bpCreateKey(t, a, "rex", "developer")
-		for _, g := range []*gateway{a, b} { // B caches the verified key
-			if p := replicaProbe(t, g, k.Key); p.status != http.StatusOK {
-				t.Fatalf("fresh key on %s: %d %s", g.base, p.status, p.body)
-			}
-		}
+		replicaServed(t, k.Key, a, b) // B caches the verified key
 		if _, err := a.cli("key", "revoke", k.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -167,11 +168,7 @@ func TestReplicaSharedIdentity(t *testing.T) {
 
 	t.Run("user disabled on B is refused on A", func(t *testing.T) {
 		k := bpCreateKey(t, a, "dot", "developer")
-		for _, g := range []*gateway{a, b} {
-			if p := replicaProbe(t, g, k.Key); p.status != http.StatusOK {
-				t.Fatalf("fresh key on %s: %d %s", g.base, p.status, p.body)
-			}
-		}
+		replicaServed(t, k.Key, a, b)
 		if _, err := b.cli("user", "disable", "dot"); err != nil {
 			t.Fatal(err)
 		}
@@ -195,24 +192,7 @@ func replicaApprovals(t *testing.T, env ...string) (*replicas, string) {
 	if !slices.Contains(toolNames(t, a.connect(a.adminKey, "")), "git_commit") {
 		t.Skip("SKIP: git_commit is not offered on this host (sandbox or git unavailable)")
 	}
-	aprWrite(t, a.workspace, "v0\n")
-	aprGit(t, a.workspace, "init", "-q")
-	aprGit(t, a.workspace, "add", "a.txt")
-	aprGit(t, a.workspace, "commit", "-q", "-m", "initial")
-	err := filepath.WalkDir(a.workspace, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		mode := os.FileMode(0o644)
-		if d.IsDir() {
-			mode = 0o755
-		}
-		return os.Chmod(p, mode) // sandboxed git runs unprivileged
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	aprCLI(t, a, "role", "grant", "developer", "--action", "call", "--pattern", "git_commit")
+	aprRepo(t, a)
 	dev := a.createKey("alice", "developer")
 	abuseEventually(t, replicaBound, "the git_commit grant made on A in force on B", func() (bool, string) {
 		p := replicaProbe(t, b, dev)
@@ -374,11 +354,7 @@ func TestReplicaQuarantine(t *testing.T) {
 	a, b := r.a, r.b
 	key := a.createKey("mal", "developer")
 	bystander := a.createKey("bea", "developer")
-	for _, g := range []*gateway{a, b} {
-		if p := replicaProbe(t, g, key); p.status != http.StatusOK {
-			t.Fatalf("before the quarantine on %s: %d %s", g.base, p.status, p.body)
-		}
-	}
+	replicaServed(t, key, a, b) // before the quarantine
 
 	if _, err := a.cli("quarantine", "add", "mal", "--kind", "principal", "--reason", "replica test"); err != nil {
 		t.Fatal(err)
