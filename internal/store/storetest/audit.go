@@ -197,9 +197,15 @@ var auditCases = []testCase{
 		b, ctx := bs[0], t.Context()
 		first := appendEvents(t, b, 0, 2)
 		dup := auditEvent(0, at(time.Hour)) // the id of a stored record
-		err := b.AppendAudit(ctx, audittest.Chain(), []*audit.Event{auditEvent(7, at(time.Hour)), dup})
+		refused := []*audit.Event{auditEvent(7, at(time.Hour)), dup}
+		err := b.AppendAudit(ctx, audittest.Chain(), refused)
 		if err == nil {
 			t.Fatal("AppendAudit with a duplicate id = nil, want an error")
+		}
+		for _, e := range refused { // no place in the chain was given
+			if e.Seq != 0 || e.PrevHash != "" || e.Hash != "" {
+				t.Errorf("event %s of the refused append kept seq %d hash %.8s", e.ID, e.Seq, e.Hash)
+			}
 		}
 		if err := b.AppendAudit(ctx, nil, []*audit.Event{auditEvent(8, at(time.Hour))}); err == nil {
 			t.Error("AppendAudit without a chain = nil, want an error")

@@ -2,12 +2,10 @@
 -- The audit log (SQLite migrations 00001 and 00003): one row per record,
 -- sealed into a hash chain (hash = HMAC-SHA256(key, prev_hash || canonical
 -- row)); appends serialize on a transaction-level advisory lock and read
--- the chain head under it, so every replica extends one linear chain.
+-- the log's head and their chain's head under it.
 --
--- chain names the hash chain a record belongs to. Every record is on the
--- one chain '' for now; the column (and its place in the primary key) is
--- reserved for per-replica chains (issue 12), so that they need no
--- rewrite of the table.
+-- chain names the hash chain a record belongs to: the writing replica's
+-- id, '' for the default chain (00006 made seq unique across chains).
 
 CREATE TABLE audit_events (
     chain         text   COLLATE "C" NOT NULL DEFAULT '',
