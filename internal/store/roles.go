@@ -1,6 +1,8 @@
 package store
 
 import (
+	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -20,4 +22,36 @@ func SplitRoles(s string) []string {
 		return nil
 	}
 	return strings.Split(s, ",")
+}
+
+// EncodeKeyLists is the stored form of an API key's roles and scopes, the
+// same in every backend: JSON arrays, no scopes as "[]".
+func EncodeKeyLists(k APIKey) (roles, scopes string, err error) {
+	r, err := json.Marshal(k.Roles)
+	if err != nil {
+		return "", "", err
+	}
+	sc := k.Scopes
+	if sc == nil {
+		sc = []string{}
+	}
+	s, err := json.Marshal(sc)
+	if err != nil {
+		return "", "", err
+	}
+	return string(r), string(s), nil
+}
+
+// DecodeKeyLists reads them back into k; no scopes is nil.
+func DecodeKeyLists(k *APIKey, roles, scopes string) error {
+	if err := json.Unmarshal([]byte(roles), &k.Roles); err != nil {
+		return fmt.Errorf("api key roles: %w", err)
+	}
+	if err := json.Unmarshal([]byte(scopes), &k.Scopes); err != nil {
+		return fmt.Errorf("api key scopes: %w", err)
+	}
+	if len(k.Scopes) == 0 {
+		k.Scopes = nil
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -140,22 +139,14 @@ func (db *DB) UserByName(ctx context.Context, name string) (store.User, error) {
 
 // CreateAPIKey implements store.Store.
 func (db *DB) CreateAPIKey(ctx context.Context, k store.APIKey) error {
-	roles, err := json.Marshal(k.Roles)
-	if err != nil {
-		return err
-	}
-	scopes := k.Scopes
-	if scopes == nil {
-		scopes = []string{}
-	}
-	scopesJSON, err := json.Marshal(scopes)
+	roles, scopesJSON, err := store.EncodeKeyLists(k)
 	if err != nil {
 		return err
 	}
 	_, err = db.pool.Exec(ctx, `INSERT INTO api_keys
 		(id, user_id, hash, prefix, roles, created_ns, expires_ns, scopes, rotated_from)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		k.ID, k.UserID, k.Hash, k.Prefix, string(roles), ns(k.CreatedAt), nullNS(k.ExpiresAt), string(scopesJSON), k.RotatedFrom)
+		k.ID, k.UserID, k.Hash, k.Prefix, roles, ns(k.CreatedAt), nullNS(k.ExpiresAt), scopesJSON, k.RotatedFrom)
 	switch {
 	case isUnique(err):
 		return fmt.Errorf("%w: api key", store.ErrConflict)
@@ -181,14 +172,8 @@ func scanKey(row pgx.Row, extra ...any) (store.APIKey, error) {
 	if err := row.Scan(dest...); err != nil {
 		return k, err
 	}
-	if err := json.Unmarshal([]byte(roles), &k.Roles); err != nil {
-		return k, fmt.Errorf("postgres: api key roles: %w", err)
-	}
-	if err := json.Unmarshal([]byte(scopes), &k.Scopes); err != nil {
-		return k, fmt.Errorf("postgres: api key scopes: %w", err)
-	}
-	if len(k.Scopes) == 0 {
-		k.Scopes = nil
+	if err := store.DecodeKeyLists(&k, roles, scopes); err != nil {
+		return k, fmt.Errorf("postgres: %w", err)
 	}
 	k.CreatedAt = fromNS(created)
 	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromNullNS(expires), fromNullNS(revoked), fromNullNS(used)

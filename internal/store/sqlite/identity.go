@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -133,21 +132,13 @@ func scanUser(ctx context.Context, q querier, query string, arg any) (store.User
 
 // CreateAPIKey implements store.Store.
 func (db *DB) CreateAPIKey(ctx context.Context, k store.APIKey) error {
-	roles, err := json.Marshal(k.Roles)
-	if err != nil {
-		return err
-	}
-	scopes := k.Scopes
-	if scopes == nil {
-		scopes = []string{}
-	}
-	scopesJSON, err := json.Marshal(scopes)
+	roles, scopesJSON, err := store.EncodeKeyLists(k)
 	if err != nil {
 		return err
 	}
 	_, err = db.w.ExecContext(ctx,
 		`INSERT INTO api_keys (id, user_id, hash, prefix, roles, created_ns, expires_ns, scopes, rotated_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		k.ID, k.UserID, k.Hash, k.Prefix, string(roles), ns(k.CreatedAt), nullNS(k.ExpiresAt), string(scopesJSON), k.RotatedFrom)
+		k.ID, k.UserID, k.Hash, k.Prefix, roles, ns(k.CreatedAt), nullNS(k.ExpiresAt), scopesJSON, k.RotatedFrom)
 	if isUnique(err) {
 		return fmt.Errorf("%w: api key", store.ErrConflict)
 	}
@@ -172,14 +163,8 @@ func scanKey(row rowScanner) (store.APIKey, error) {
 	if err := row.Scan(&k.ID, &k.UserID, &k.UserName, &k.Hash, &k.Prefix, &roles, &created, &expires, &revoked, &used, &scopes, &k.RotatedFrom); err != nil {
 		return k, err
 	}
-	if err := json.Unmarshal([]byte(roles), &k.Roles); err != nil {
-		return k, fmt.Errorf("sqlite: api key roles: %w", err)
-	}
-	if err := json.Unmarshal([]byte(scopes), &k.Scopes); err != nil {
-		return k, fmt.Errorf("sqlite: api key scopes: %w", err)
-	}
-	if len(k.Scopes) == 0 {
-		k.Scopes = nil
+	if err := store.DecodeKeyLists(&k, roles, scopes); err != nil {
+		return k, fmt.Errorf("sqlite: %w", err)
 	}
 	k.CreatedAt = fromNS(created)
 	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromNullNS(expires), fromNullNS(revoked), fromNullNS(used)
